@@ -1,0 +1,34 @@
+# sparkvision: `make run` sets up and runs the main job; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATA   ?= auto
+ARGS   ?=
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup check-java bench clean
+
+# The stamp is rebuilt only when pyproject.toml changes, so a second `make run` reuses the venv.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) ..."; $(PYTHON) -m venv $(VENV); }
+	@echo "installing sparkvision and its dependencies into $(VENV) ..."
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+check-java: $(STAMP)
+	@$(PY) -m sparkvision check-java
+
+run: check-java
+	$(VENV)/bin/sparkvision run --data $(DATA) $(ARGS)
+
+test: check-java
+	$(PY) -m pytest -q
+
+bench: check-java
+	$(PY) benchmarks/seed_vs_sparkvision.py $(DATA)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

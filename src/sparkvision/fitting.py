@@ -1,0 +1,71 @@
+"""Fitting a Pipeline so its classifier reads cached features once, not recomputed per pass.
+
+MLlib's tree and linear learners pass over their input several times (class count, feature
+count, sampling for splits, binning, iterations). Inside a plain ``Pipeline.fit`` every pass
+recomputes the feature stages; :func:`fit_pipeline` persists just the columns the final
+estimator reads, fits it, and unpersists. The result is an ordinary ``PipelineModel``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from pyspark import StorageLevel
+from pyspark.ml import Estimator, PipelineModel, Transformer
+from pyspark.ml.base import Model
+from pyspark.ml.param import Params
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+def label_with_classes(df: DataFrame, class_names: Sequence[str], labelCol: str = "label") -> DataFrame:
+    """Attach the class names to the label column as ML nominal-attribute metadata.
+
+    Classifiers then know the number of classes without a pass over the data to find the
+    largest label.
+    """
+    meta = {"ml_attr": {"type": "nominal", "name": labelCol, "vals": [str(c) for c in class_names]}}
+    return df.withColumn(labelCol, F.col(labelCol).alias(labelCol, metadata=meta))
+
+
+def _input_columns(stage: Params) -> list[str]:
+    cols = []
+    for name in ("labelCol", "featuresCol", "weightCol"):
+        if stage.hasParam(name) and stage.isDefined(stage.getParam(name)):
+            value = stage.getOrDefault(stage.getParam(name))
+            if value and value not in cols:
+                cols.append(value)
+    return cols
+
+
+def fit_pipeline(stages: Sequence[Params], dataset: DataFrame) -> PipelineModel:
+    """Fit ``stages`` on ``dataset`` as ``Pipeline(stages).fit`` would, caching the last estimator's input.
+
+    Transformers before the last estimator are applied as usual; the last estimator's input
+    (only the label, features and weight columns it reads) is persisted in memory (spilling to
+    disk), materialised once, and released after its fit.
+    """
+    estimators = [i for i, s in enumerate(stages) if isinstance(s, Estimator)]
+    last = estimators[-1] if estimators else -1
+    fitted: list[Transformer] = []
+    df = dataset
+    for i, stage in enumerate(stages):
+        if i == last:
+            cols = _input_columns(stage)
+            cached = (df.select(*cols) if cols else df).persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                cached.count()  # materialise once: every pass of the fit reads this
+                fitted.append(stage.fit(cached))
+            finally:
+                cached.unpersist()
+        elif isinstance(stage, Estimator):
+            model = stage.fit(df)
+            fitted.append(model)
+            df = model.transform(df)
+        elif isinstance(stage, (Transformer, Model)):
+            fitted.append(stage)
+            if i < last:
+                df = stage.transform(df)
+        else:
+            raise TypeError(f"stage {stage!r} is neither an Estimator nor a Transformer")
+    return PipelineModel(fitted)

@@ -1,0 +1,179 @@
+"""One run of the pipeline: data → image table → features → classifier → metrics and model.
+
+:func:`run_job` is what ``sparkvision run`` calls. Its output folder is assembled under a
+temporary name and renamed when complete, so a killed run never leaves a folder that looks
+finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from sparkvision import __version__
+from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
+from sparkvision.session import SparkSettings
+
+FEATURE_SETS = ("gray", "rgb")
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run computes (and is recorded in its metrics.json)."""
+
+    data: str = "auto"
+    features: str = "gray"
+    model: str = "random_forest"
+    num_trees: int = 10
+    max_depth: int = 5
+    seed: int = 42                 # the assignment's randomSplit seed
+    test_fraction: float = 0.2     # used only when the data has no test batch
+    out: str | None = None         # default runs/<timestamp>
+    work_dir: str = field(default_factory=lambda: default_work_dir())
+    spark: SparkSettings = field(default_factory=SparkSettings)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values that cannot work, before any work starts."""
+        if self.features not in FEATURE_SETS:
+            raise ConfigError(f"--features {self.features!r}: choose one of {', '.join(FEATURE_SETS)}.")
+        from sparkvision.classifiers import CLASSIFIERS
+
+        if self.model not in CLASSIFIERS:
+            raise ConfigError(f"--model {self.model!r}: choose one of {', '.join(sorted(CLASSIFIERS))}.")
+        if self.num_trees < 1:
+            raise ConfigError(f"--num-trees must be at least 1, not {self.num_trees}.")
+        if not 1 <= self.max_depth <= 30:
+            raise ConfigError(f"--max-depth must be between 1 and 30 (MLlib's limit), not {self.max_depth}.")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"the test fraction must be between 0 and 1, not {self.test_fraction}.")
+
+
+def default_work_dir() -> str:
+    """Where ingested tables and downloads are kept between runs: $SPARKVISION_WORK_DIR or ~/.cache."""
+    env = os.environ.get("SPARKVISION_WORK_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "sparkvision")
+
+
+class Progress:
+    """Phase-by-phase progress on stderr, and the seconds each phase took."""
+
+    def __init__(self, phases: int, enabled: bool = True) -> None:
+        self.phases, self.enabled, self.index = phases, enabled, 0
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    @contextmanager
+    def phase(self, name: str, what: str) -> Iterator[None]:
+        self.index += 1
+        self.say(f"[{self.index}/{self.phases}] {what} ...")
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 3)
+        self.say(f"      {name} done in {self.seconds[name]:.1f} s")
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 3)
+
+
+def _versions(spark) -> dict[str, str]:
+    import numpy
+    import pandas
+    import pyarrow
+
+    from sparkvision.session import java_version
+
+    return {"sparkvision": __version__, "spark": spark.version, "python": platform.python_version(),
+            "numpy": numpy.__version__, "pyarrow": pyarrow.__version__, "pandas": pandas.__version__,
+            "java": java_version()[1]}
+
+
+def _prepare_out(out: str | None) -> tuple[Path, Path]:
+    final = Path(out) if out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if final.exists():
+        raise ConfigError(f"--out {final} already exists; choose another folder or remove it.")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return final, tmp
+
+
+def split_table(df, has_test: bool, test_fraction: float, seed: int):
+    """(train, test): the source's own test split when it has one, else a seeded random hold-out."""
+    if has_test:
+        return df.filter(df.split == "train"), df.filter(df.split == "test")
+    train, test = df.randomSplit([1 - test_fraction, test_fraction], seed=seed)
+    return train, test
+
+
+def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str, Any]:
+    """Run the pipeline described by ``config``; return the metrics (also in ``OUT/metrics.json``).
+
+    Uses ``spark`` when given (tests share one session), else starts one from ``config.spark``.
+    """
+    from sparkvision.classifiers import build_classifier
+    from sparkvision.datasets.cifar import CIFAR10, locate
+    from sparkvision.datasets.table import ingest_cifar
+    from sparkvision.evaluation import evaluate
+    from sparkvision.features import feature_stages
+    from sparkvision.fitting import fit_pipeline, label_with_classes
+    from sparkvision.session import build_session
+
+    config.validate()
+    final, tmp = _prepare_out(config.out)
+    p = Progress(5, progress)
+    try:
+        with p.phase("session", f"starting Spark ({config.spark.master})"):
+            if spark is None:
+                spark = build_session(config.spark)
+        with p.phase("ingest", f"loading {config.data} into the image table"):
+            source = locate(config.data, Path(config.work_dir), CIFAR10, progress=progress)
+            table = ingest_cifar(spark, source, config.work_dir, progress=progress)
+            labeled = label_with_classes(table.df, table.info.class_names)
+            train, test = split_table(labeled, table.info.has_test, config.test_fraction, config.seed)
+        stages = feature_stages(config.features) + [build_classifier(
+            config.model, numTrees=config.num_trees, maxDepth=config.max_depth)]
+        with p.phase("fit", f"fitting Pipeline[{', '.join(type(s).__name__ for s in stages)}]"):
+            model = fit_pipeline(stages, train)
+        with p.phase("evaluate", "evaluating on the " + ("test batch" if table.info.has_test else
+                                                         f"{config.test_fraction:.0%} hold-out")):
+            metrics = evaluate(model.transform(test), table.info.class_names)
+        with p.phase("save", f"saving the model to {final}"):
+            model.write().save(str(tmp / "model"))
+        metrics.update({
+            "seconds": {**p.seconds, "total": p.total()},
+            "config": {**asdict(config), "out": str(final)},
+            "data": {"table": str(table.path), "table_reused": table.reused,
+                     "num_images": table.info.num_images, "evaluated_on": "test_batch"
+                     if table.info.has_test else f"random {config.test_fraction} hold-out, seed {config.seed}"},
+            "class_names": list(table.info.class_names),
+            "versions": _versions(spark),
+        })
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        os.replace(tmp, final)
+        return metrics
+    except SparkVisionError:
+        raise
+    except Exception as exc:  # a data error raised inside a Spark task comes back wrapped
+        err = decode_task_error(exc)
+        if err is not None:
+            raise err from None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
