@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
 import traceback
 from typing import Sequence
 
@@ -106,8 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SparkVisionError as err:
         if args.traceback:
             traceback.print_exc()
-        print("\n" + textwrap.fill(f"error: {err}", width=100, break_long_words=False,
-                                   break_on_hyphens=False), file=sys.stderr)
+        print(f"\nerror: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted: nothing half-written was kept.", file=sys.stderr)

@@ -139,11 +139,12 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     final, tmp = _prepare_out(config.out)
     p = Progress(5, progress)
     try:
+        # Find and check the data before starting a JVM: a wrong path fails in a second.
+        source = locate(config.data, Path(config.work_dir), CIFAR10, progress=progress)
         with p.phase("session", f"starting Spark ({config.spark.master})"):
             if spark is None:
                 spark = build_session(config.spark)
-        with p.phase("ingest", f"loading {config.data} into the image table"):
-            source = locate(config.data, Path(config.work_dir), CIFAR10, progress=progress)
+        with p.phase("ingest", f"loading {source.root} into the image table"):
             table = ingest_cifar(spark, source, config.work_dir, progress=progress)
             labeled = label_with_classes(table.df, table.info.class_names)
             train, test = split_table(labeled, table.info.has_test, config.test_fraction, config.seed)

@@ -14,6 +14,7 @@ only what a real batch needs (numpy array reconstruction and basic types), never
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib
 import io
 import os
@@ -385,7 +386,7 @@ def download(release: CifarRelease, dest_dir: str | os.PathLike, *, url: str | N
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"Download of {url} failed: the server answered {exc.code} {exc.reason}. "
                             f"{_HOW_TO_PASS}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
             f"Could not download {url} ({reason}). If this machine is offline, get {release.filename} "
@@ -439,11 +440,12 @@ def _decode_partition(batches: Iterator, source: CifarSource) -> Iterator:
     for batch in batches:
         for path, content in zip(batch.column("path").to_pylist(), batch.column("content").to_pylist()):
             name = os.path.basename(path)
+            shown = path.removeprefix("file:")  # errors name the file as the user wrote it
             try:
                 if source.layout == "python":
-                    labels, data = parse_python_batch(content, path, source.release, source.records_per_batch)
+                    labels, data = parse_python_batch(content, shown, source.release, source.records_per_batch)
                 else:
-                    labels, data = parse_binary_batch(content, path, source.release)
+                    labels, data = parse_binary_batch(content, shown, source.release)
             except SparkVisionError as err:
                 raise encode_task_error(err) from None
             del content

@@ -1,0 +1,42 @@
+"""Shared fixtures for the tests and the package's doctests: one local[2] Spark session bound to
+loopback (progress bar and UI off), and synthetic CIFAR data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from sparkvision.session import SparkSettings, build_session
+
+    session = build_session(SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4,
+                                          app_name="sparkvision-tests",
+                                          conf={"spark.ui.enabled": "false"}), show_progress=False)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _doctest_spark(request, doctest_namespace):
+    """Doctests in the package get the shared session as ``spark``."""
+    if isinstance(request.node, pytest.DoctestItem):
+        doctest_namespace["spark"] = request.getfixturevalue("spark")
+
+
+@pytest.fixture(scope="session")
+def cifar_py(tmp_path_factory) -> Path:
+    """A synthetic python-layout release: 5 training batches of 80 images, no test batch."""
+    from sparkvision.datasets.synthetic import write_python_release
+
+    root = tmp_path_factory.mktemp("cifar-py")
+    write_python_release(root, images_per_batch=80)
+    return root
+
+
+@pytest.fixture
+def work_dir(tmp_path) -> Path:
+    return tmp_path / "work"

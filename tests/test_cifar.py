@@ -1,0 +1,180 @@
+"""CIFAR sources: safe unpickling, batch validation, locating layouts, archive extraction."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from sparkvision.datasets.cifar import (CIFAR10, extract_archive, locate, parse_binary_batch,
+                                        parse_python_batch, planes_to_hwc, safe_unpickle)
+from sparkvision.datasets.synthetic import synthetic_images, write_binary_release, write_python_release
+from sparkvision.errors import BadDataError, DataNotFoundError, UnsafeDataError
+
+
+def _batch(n=20, **overrides):
+    labels, data = synthetic_images(n)
+    batch = {b"batch_label": b"x", b"labels": [int(v) for v in labels], b"data": data}
+    batch.update(overrides)
+    return pickle.dumps(batch, protocol=3)
+
+
+# ── safe unpickling ──────────────────────────────────────────────────────────
+
+class _RunsCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    raw = pickle.dumps({b"data": _RunsCommand(marker), b"labels": [0]})
+    with pytest.raises(UnsafeDataError, match=r"evil_batch.*(posix|os)\.system"):
+        safe_unpickle(raw, "evil_batch")
+    assert not marker.exists()
+    # The same bytes through a bare pickle.load would have run the command: the test is real.
+    pickle.loads(raw)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_real_batch_pickles_load_with_any_protocol(protocol):
+    labels, data = synthetic_images(7)
+    raw = pickle.dumps({b"labels": list(map(int, labels)), b"data": data}, protocol=protocol)
+    got_labels, got = parse_python_batch(raw, "b")
+    assert np.array_equal(got, data) and got_labels.tolist() == labels.tolist()
+
+
+def test_python2_style_pickle_with_str_keys_loads():
+    labels, data = synthetic_images(5)
+    raw = pickle.dumps({"labels": list(map(int, labels)), "data": data}, protocol=2)
+    assert parse_python_batch(raw, "py2")[1].shape == (5, 3072)
+
+
+# ── batch validation ─────────────────────────────────────────────────────────
+
+@pytest.mark.parametrize("raw, message", [
+    (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)}), "missing key.*labels"),
+    (pickle.dumps({b"labels": [0, 1], b"data": np.zeros((2, 3000), np.uint8)}), r"shape \(N, 3072\).*\(2, 3000\)"),
+    (pickle.dumps({b"labels": [0, 1], b"data": np.zeros((2, 3072), np.float32)}), "uint8.*float32"),
+    (pickle.dumps({b"labels": [0, 10], b"data": np.zeros((2, 3072), np.uint8)}), r"label 10 at record 1 is outside 0\.\.9"),
+    (pickle.dumps({b"labels": [0, -1], b"data": np.zeros((2, 3072), np.uint8)}), "label -1"),
+    (pickle.dumps({b"labels": [0], b"data": np.zeros((2, 3072), np.uint8)}), "2 images but 1 labels"),
+    (pickle.dumps([1, 2, 3]), "expected a pickled dict"),
+    (b"not a pickle at all", "not a readable pickle"),
+])
+def test_bad_batches_get_one_clear_error_naming_the_file(raw, message):
+    with pytest.raises(BadDataError, match=message) as info:
+        parse_python_batch(raw, "/data/data_batch_2")
+    assert str(info.value).startswith("/data/data_batch_2:")
+
+
+def test_truncated_batch_is_reported_as_truncated():
+    raw = _batch()
+    with pytest.raises(BadDataError, match="data_batch_1: not a readable pickle.*truncated"):
+        parse_python_batch(raw[: len(raw) // 2], "data_batch_1")
+
+
+def test_wrong_number_of_records_against_the_meta_file():
+    with pytest.raises(BadDataError, match="20 records, but batches.meta says each batch has 10000"):
+        parse_python_batch(_batch(20), "b", expected_records=10000)
+
+
+def test_binary_records_parse_and_validate():
+    labels, data = synthetic_images(4)
+    raw = np.concatenate([labels.astype(np.uint8)[:, None], data], axis=1).tobytes()
+    got_labels, got = parse_binary_batch(raw, "x.bin")
+    assert got_labels.tolist() == labels.tolist() and np.array_equal(got, data)
+    with pytest.raises(BadDataError, match="not a whole number of 3073-byte records"):
+        parse_binary_batch(raw[:-5], "x.bin")
+    bad = bytearray(raw)
+    bad[0] = 200
+    with pytest.raises(BadDataError, match="label 200"):
+        parse_binary_batch(bytes(bad), "x.bin")
+
+
+def test_planes_to_hwc_puts_red_green_blue_of_each_pixel_together():
+    data = np.zeros((1, 3072), np.uint8)
+    data[0, 0], data[0, 1024], data[0, 2048] = 10, 20, 30       # pixel (0, 0)
+    data[0, 33], data[0, 1024 + 33], data[0, 2048 + 33] = 1, 2, 3  # pixel (1, 1)
+    hwc = planes_to_hwc(data).reshape(32, 32, 3)
+    assert hwc[0, 0].tolist() == [10, 20, 30] and hwc[1, 1].tolist() == [1, 2, 3]
+
+
+# ── locating a release ───────────────────────────────────────────────────────
+
+def test_locate_finds_each_layout(tmp_path):
+    write_python_release(tmp_path / "a", 5)
+    write_binary_release(tmp_path / "b", 5, with_test=True)
+    py = locate(tmp_path / "a", tmp_path / "cache")
+    assert py.layout == "python" and len(py.files) == 5 and not py.has_test
+    assert locate(tmp_path / "a" / CIFAR10.base_folder, tmp_path / "cache").root == py.root
+    binary = locate(tmp_path / "b", tmp_path / "cache")
+    assert binary.layout == "binary" and binary.has_test and binary.files[-1].split == "test"
+    assert py.label_names == CIFAR10.label_names
+
+
+def test_missing_batch_file_is_named(tmp_path):
+    folder = write_python_release(tmp_path, 5)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DataNotFoundError, match="missing batch file.*data_batch_3"):
+        locate(tmp_path, tmp_path / "cache")
+
+
+def test_truncated_binary_file_is_caught_before_spark(tmp_path):
+    folder = write_binary_release(tmp_path, 5)
+    path = folder / "data_batch_4.bin"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(BadDataError, match="data_batch_4.bin.*truncated"):
+        locate(tmp_path, tmp_path / "cache")
+
+
+def test_nothing_there_says_how_to_pass_data(tmp_path):
+    with pytest.raises(DataNotFoundError, match="no cifar10 batches found.*--data"):
+        locate(tmp_path, tmp_path / "cache")
+    with pytest.raises(DataNotFoundError, match="no such file"):
+        locate(tmp_path / "nope", tmp_path / "cache")
+
+
+def _archive(tmp_path, n=5):
+    write_python_release(tmp_path / "src", n)
+    path = tmp_path / CIFAR10.filename
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tmp_path / "src" / CIFAR10.base_folder, arcname=CIFAR10.base_folder)
+    return path
+
+
+def test_archive_is_extracted_once_and_reused(tmp_path):
+    archive = _archive(tmp_path)
+    first = locate(archive, tmp_path / "cache")
+    assert first.layout == "python" and len(first.files) == 5
+    mtime = os.stat(first.files[0].path).st_mtime_ns
+    second = locate(tmp_path, tmp_path / "cache")  # the folder holding the archive works too
+    assert second.root == first.root and os.stat(second.files[0].path).st_mtime_ns == mtime
+    assert not [p for p in (tmp_path / "cache" / "extracted").iterdir() if p.name.startswith(".")]
+
+
+def test_truncated_archive_leaves_nothing_behind(tmp_path):
+    archive = _archive(tmp_path)
+    archive.write_bytes(archive.read_bytes()[:5000])
+    with pytest.raises(BadDataError, match="not a complete .tar.gz archive"):
+        extract_archive(archive, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_archive_members_cannot_escape_the_cache(tmp_path):
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    with pytest.raises(DataNotFoundError):
+        locate(path, tmp_path / "cache")
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()

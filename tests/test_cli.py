@@ -1,0 +1,119 @@
+"""The command line end to end on synthetic data, and its errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+from pyspark.ml import PipelineModel
+
+from helpers import run_cli
+from sparkvision.cli import main
+from sparkvision.datasets.synthetic import write_python_release
+
+METRIC_KEYS = {"accuracy", "f1_macro", "per_class_accuracy", "confusion_matrix", "seconds", "config", "versions"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(spark, cifar_py, tmp_path_factory):
+    """One `sparkvision run` (in this process, sharing the session) and what it printed."""
+    base = tmp_path_factory.mktemp("run")
+    out = base / "out"
+    argv = ["run", "--data", str(cifar_py), "--work-dir", str(base / "work"), "--out", str(out),
+            "--num-trees", "10", "--max-depth", "5"]
+    return base, out, argv
+
+
+def test_run_writes_model_and_metrics_and_a_summary(finished_run, capsys):
+    base, out, argv = finished_run
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["accuracy"] > 0.6  # ten learnable classes: chance is 0.1
+    assert set(metrics["seconds"]) >= {"session", "ingest", "fit", "evaluate", "save", "total"}
+    assert len(metrics["confusion_matrix"]) == 10 and len(metrics["per_class_accuracy"]) == 10
+    assert metrics["config"]["num_trees"] == 10 and metrics["versions"]["spark"].startswith("4.")
+    assert f"accuracy {metrics['accuracy']:.2%}" in printed.out and str(out) in printed.out
+    assert "[3/5]" in printed.err  # progress lines
+    assert [p.name for p in base.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_saved_model_gives_the_recorded_results_again(spark, finished_run):
+    from sparkvision.datasets.table import read_table
+    from sparkvision.evaluation import evaluate
+    from sparkvision.job import split_table
+
+    base, out, _ = finished_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    table = read_table(spark, metrics["data"]["table"])
+    _, test = split_table(table.df, False, 0.2, 42)
+    again = evaluate(PipelineModel.load(str(out / "model")).transform(test), table.info.class_names)
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def test_model_predictions_identical_after_save_and_load(spark, cifar_py, tmp_path):
+    from sparkvision.classifiers import build_classifier
+    from sparkvision.datasets.cifar import locate
+    from sparkvision.datasets.table import ingest_cifar
+    from sparkvision.features import feature_stages
+    from sparkvision.fitting import fit_pipeline
+
+    df = ingest_cifar(spark, locate(cifar_py, tmp_path), tmp_path, progress=False).df
+    model = fit_pipeline(feature_stages("rgb") + [build_classifier("random_forest", numTrees=5)], df)
+    model.write().save(str(tmp_path / "m"))
+    cols = ["id", "prediction", "probability"]
+    before = model.transform(df).select(cols).orderBy("id").collect()
+    after = PipelineModel.load(str(tmp_path / "m")).transform(df).select(cols).orderBy("id").collect()
+    assert before == after and len(before) == 400
+
+
+def test_second_run_reuses_the_table(finished_run, capsys):
+    base, out, argv = finished_run
+    argv = [a if a != str(out) else str(base / "out2") for a in argv]
+    assert main(argv + ["--features", "rgb", "--quiet"]) == 0
+    metrics = json.loads((base / "out2" / "metrics.json").read_text())
+    assert metrics["data"]["table_reused"] and metrics["config"]["features"] == "rgb"
+    assert "(reused)" in capsys.readouterr().out
+
+
+def test_existing_out_folder_is_refused(finished_run, capsys):
+    base, out, argv = finished_run
+    out.mkdir(exist_ok=True)
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
+    folder = write_python_release(tmp_path / "d", 10)
+    (folder / "data_batch_5").write_bytes(b"cos\nsystem\n(S'touch /tmp/sv-pwned'\ntR.")
+    code = main(["run", "--data", str(tmp_path / "d"), "--work-dir", str(tmp_path / "w"),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 4 and "data_batch_5: refused to unpickle it" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--data", "/nonexistent/cifar"], 3, "no such file or folder"),
+    (["--driver-memory", "lots"], 2, "is not a memory size"),
+    (["--max-depth", "0"], 2, "--max-depth must be between 1 and 30"),
+    (["--model", "magic"], 2, "choose one of"),
+])
+def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):
+    argv = ["run", "--data", str(cifar_py), "--work-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    result = run_cli(*argv, *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_java_gets_one_clear_message(tmp_path):
+    result = run_cli("check-java", env={"JAVA_HOME": str(tmp_path / "no-java")})
+    assert result.returncode == 6
+    assert "Java not found" in result.stderr and "OpenJDK 17 or 21" in result.stderr
+
+
+def test_check_java_passes_here():
+    result = run_cli("check-java")
+    assert result.returncode == 0 and "Java" in result.stdout

@@ -1,0 +1,81 @@
+"""Feature stages: bit-exact grayscale, pixel vectors, and the pyspark.ml stage contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.functions import vector_to_array
+
+from sparkvision.features import Grayscale, PixelVectorizer, feature_stages, rgb_to_gray
+
+
+def _random_images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = [(32, 32)] * (n - 3) + [(1, 1), (7, 5), (64, 48)]  # mixed sizes in one batch
+    return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in sizes]
+
+
+def test_rgb_to_gray_matches_pillow_on_every_colour_extreme():
+    rng = np.random.default_rng(1)
+    rgb = np.concatenate([rng.integers(0, 256, size=(5000, 3)), [[0, 0, 0], [255, 255, 255], [255, 0, 0],
+                                                                [0, 255, 0], [0, 0, 255], [128, 128, 127]]])
+    img = rgb.astype(np.uint8).reshape(1, -1, 3)
+    expected = np.asarray(Image.fromarray(img, "RGB").convert("L")).reshape(-1)
+    assert np.array_equal(rgb_to_gray(img.reshape(-1)), expected)
+
+
+def test_grayscale_stage_is_bit_exact_with_pillow(spark):
+    images = _random_images(200)
+    df = spark.createDataFrame([(i, im.tobytes()) for i, im in enumerate(images)], ["i", "data"]).repartition(3)
+    rows = {r.i: r.gray for r in Grayscale().transform(df).select("i", "gray").collect()}
+    for i, im in enumerate(images):
+        assert rows[i] == Image.fromarray(im, "RGB").convert("L").tobytes(), f"image {i} {im.shape}"
+
+
+@pytest.mark.parametrize("features, width", [("gray", 1024), ("rgb", 3072)])
+def test_pixel_vectors_are_bytes_over_255(spark, features, width):
+    images = _random_images(20, seed=2)[:17]  # all 32×32
+    df = spark.createDataFrame([(i, im.tobytes()) for i, im in enumerate(images)], ["i", "data"])
+    out = PipelineModel(feature_stages(features)).transform(df)
+    got = {r.i: r.a for r in out.select("i", vector_to_array("features").alias("a")).collect()}
+    for i, im in enumerate(images):
+        src = np.asarray(Image.fromarray(im).convert("L")) if features == "gray" else im
+        expected = [v / 255.0 for v in src.reshape(-1).tolist()]  # exactly the assignment's pixel/255.0
+        assert len(got[i]) == width and got[i] == expected
+
+
+@pytest.mark.parametrize("stage", [Grayscale(inputCol="rgb", outputCol="g"),
+                                   PixelVectorizer(inputCol="g", outputCol="v", maxValue=128.0)])
+def test_stage_contract_params_copy_save_load(spark, tmp_path, stage):
+    copy = stage.copy()
+    assert copy.uid == stage.uid and copy.extractParamMap() == stage.extractParamMap()
+    assert copy is not stage
+    path = str(tmp_path / "stage")
+    stage.write().save(path)
+    loaded = type(stage).load(path)
+    assert loaded.uid == stage.uid
+    assert {p.name: v for p, v in loaded.extractParamMap().items()} == \
+           {p.name: v for p, v in stage.extractParamMap().items()}
+
+
+def test_features_in_a_saved_pipeline_give_the_same_vectors(spark, tmp_path):
+    images = _random_images(10, seed=3)[:7]
+    df = spark.createDataFrame([(i, im.tobytes()) for i, im in enumerate(images)], ["i", "data"])
+    model = Pipeline(stages=feature_stages("gray")).fit(df)
+    model.write().save(str(tmp_path / "m"))
+    again = PipelineModel.load(str(tmp_path / "m"))
+    col = vector_to_array("features").alias("a")
+    assert model.transform(df).select("i", col).orderBy("i").collect() == \
+           again.transform(df).select("i", col).orderBy("i").collect()
+
+
+def test_bad_parameters_are_refused(spark):
+    df = spark.createDataFrame([(b"\x01\x02",)], ["data"])
+    with pytest.raises(Exception, match="multiple of 3"):
+        Grayscale().transform(df).collect()
+    with pytest.raises(ValueError, match="maxValue must be positive"):
+        PixelVectorizer(inputCol="data", maxValue=0.0).transform(df)
+    with pytest.raises(ValueError, match="unknown feature set"):
+        feature_stages("hsv")

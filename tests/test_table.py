@@ -1,0 +1,66 @@
+"""Ingestion into the image table: read in tasks, written atomically, reused, errors surfaced."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from sparkvision.datasets.cifar import CIFAR10, locate
+from sparkvision.datasets.synthetic import synthetic_images, write_binary_release, write_python_release
+from sparkvision.datasets.table import TABLE_SCHEMA, ingest_cifar
+from sparkvision.errors import BadDataError, UnsafeDataError
+
+
+def test_table_has_the_schema_and_every_image(spark, cifar_py, work_dir):
+    table = ingest_cifar(spark, locate(cifar_py, work_dir), work_dir, progress=False)
+    assert not table.reused and table.info.num_images == 400 and not table.info.has_test
+    assert [(f.name, f.dataType) for f in table.df.schema] == [(f.name, f.dataType) for f in TABLE_SCHEMA]
+    ids = {r.id for r in table.df.select("id").collect()}  # 400 small strings, fine in a test
+    assert ids == {f"data_batch_{b}:{i}" for b in range(1, 6) for i in range(80)}
+
+
+def test_pixels_are_stored_height_width_rgb(spark, cifar_py, work_dir):
+    table = ingest_cifar(spark, locate(cifar_py, work_dir), work_dir, progress=False)
+    row = table.df.filter("id = 'data_batch_2:7'").head()
+    labels, data = synthetic_images(80, seed=1)  # batch 2 was written with seed 0 + 1
+    expected = data[7].reshape(3, 32, 32).transpose(1, 2, 0)
+    got = np.frombuffer(row.data, np.uint8).reshape(row.height, row.width, row.nChannels)
+    assert np.array_equal(got, expected) and row.label == labels[7] and row.split == "train"
+    assert row.origin.endswith("data_batch_2")
+
+
+def test_second_ingest_reuses_the_table_and_a_change_writes_a_new_one(spark, tmp_path):
+    write_python_release(tmp_path / "d", 10)
+    work = tmp_path / "work"
+    first = ingest_cifar(spark, locate(tmp_path / "d", work), work, progress=False)
+    again = ingest_cifar(spark, locate(tmp_path / "d", work), work, progress=False)
+    assert again.reused and again.path == first.path
+    write_python_release(tmp_path / "d", 12, seed=5)  # the inputs change
+    changed = ingest_cifar(spark, locate(tmp_path / "d", work), work, progress=False)
+    assert not changed.reused and changed.path != first.path and changed.info.num_images == 60
+
+
+def test_binary_layout_with_test_batch(spark, tmp_path):
+    write_binary_release(tmp_path, 10, with_test=True)
+    table = ingest_cifar(spark, locate(tmp_path, tmp_path / "w"), tmp_path / "w", progress=False)
+    counts = {r.split: r["count"] for r in table.df.groupBy("split").count().collect()}
+    assert counts == {"train": 50, "test": 10} and table.info.has_test
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda p: p.write_bytes(p.read_bytes()[:3000]), BadDataError, "data_batch_3: not a readable pickle"),
+    (lambda p: p.write_bytes(pickle.dumps({b"labels": [1], b"data": np.zeros((1, 3072), np.uint8)})),
+     BadDataError, "data_batch_3: 1 records, but batches.meta says each batch has 10"),
+    (lambda p: p.write_bytes(pickle.dumps({b"labels": [99] * 10, b"data": np.zeros((10, 3072), np.uint8)})),
+     BadDataError, "data_batch_3: label 99"),
+    (lambda p: p.write_bytes(b"cos\nsystem\n(S'echo hi'\ntR."), UnsafeDataError, "data_batch_3: refused.*os.system"),
+])
+def test_bad_batch_read_in_a_task_raises_our_error_and_leaves_no_table(spark, tmp_path, damage, error, message):
+    folder = write_python_release(tmp_path / "d", 10)
+    damage(folder / "data_batch_3")
+    work = tmp_path / "work"
+    with pytest.raises(error, match=message):
+        ingest_cifar(spark, locate(tmp_path / "d", work), work, progress=False)
+    assert list((work / "tables").iterdir()) == []  # no table, no temporary folder
