@@ -28,7 +28,8 @@ It is deliberately slow and must NOT be optimised -- it is the yardstick:
   re-encoded and decoded again.
 * Nothing is cached, so the random forest re-runs the whole lineage --
   parallelize, union, both UDFs -- on every pass it makes over the data
-  (metadata, split finding, each tree level), and ``transform`` runs it once
+  before its binned copy is cached (class count, feature count, example
+  count, the split-finding sample, binning), and ``transform`` runs it once
   more on the test split.
 
 Run (from the repository root)::

@@ -99,7 +99,9 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     (["--data", "/nonexistent/cifar"], 3, "no such file or folder"),
     (["--driver-memory", "lots"], 2, "is not a memory size"),
     (["--max-depth", "0"], 2, "--max-depth must be between 1 and 30"),
-    (["--model", "magic"], 2, "choose one of"),
+    (["--model", "magic"], 2, "invalid choice"),
+    (["--model", "logistic_regression", "--num-trees", "5"], 2, "--num-trees does not apply"),
+    (["--param", "numTrees=0"], 2, "numTrees"),
 ])
 def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):
     argv = ["run", "--data", str(cifar_py), "--work-dir", str(tmp_path), "--out", str(tmp_path / "o")]

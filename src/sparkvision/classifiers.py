@@ -1,31 +1,88 @@
-"""Named MLlib classifiers with sensible defaults.
+"""Named MLlib classifiers: sensible defaults, the parameters each one tunes, one way to build them.
 
-``build_classifier("random_forest", numTrees=10, maxDepth=5)`` returns a configured estimator
-reading ``features`` and ``label``. The defaults of ``random_forest`` are the assignment's.
+``build_classifier("random_forest", numTrees=50)`` returns a configured estimator reading
+``features`` and ``label``. Gradient-boosted trees and linear SVMs are binary in MLlib, so they
+come wrapped in ``OneVsRest``; their parameters go to the inner binary classifier. The
+multilayer perceptron needs the input and output sizes, which the caller passes as
+``num_features`` and ``num_classes``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pyspark.ml.classification import RandomForestClassifier
+from pyspark.ml.classification import (DecisionTreeClassifier, GBTClassifier, LinearSVC, LogisticRegression,
+                                       MultilayerPerceptronClassifier, NaiveBayes, OneVsRest,
+                                       RandomForestClassifier)
 
 
-def _random_forest(**params: Any) -> RandomForestClassifier:
-    return RandomForestClassifier(**{"numTrees": 10, "maxDepth": 5, **params})
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One named classifier: how to build it, its defaults, and the parameters users may set."""
+
+    name: str
+    summary: str
+    estimator: Callable[..., Any]            # the MLlib class (the inner one when wrapped)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    tunable: tuple[str, ...] = ()
+    one_vs_rest: bool = False
 
 
-CLASSIFIERS: dict[str, Callable[..., Any]] = {
-    "random_forest": _random_forest,
-}
+CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
+    ClassifierSpec("random_forest", "bagged decision trees (the assignment's model)", RandomForestClassifier,
+                   {"numTrees": 10, "maxDepth": 5},
+                   ("numTrees", "maxDepth", "maxBins", "subsamplingRate", "featureSubsetStrategy",
+                    "minInstancesPerNode", "impurity")),
+    ClassifierSpec("decision_tree", "one decision tree", DecisionTreeClassifier, {"maxDepth": 5},
+                   ("maxDepth", "maxBins", "minInstancesPerNode", "impurity")),
+    ClassifierSpec("logistic_regression", "multinomial logistic regression (softmax)", LogisticRegression,
+                   {"family": "multinomial", "maxIter": 100, "regParam": 0.01, "elasticNetParam": 0.0},
+                   ("maxIter", "regParam", "elasticNetParam", "tol", "standardization")),
+    ClassifierSpec("mlp", "multilayer perceptron; `hidden` lists the hidden layer sizes",
+                   MultilayerPerceptronClassifier, {"hidden": [128], "maxIter": 100, "blockSize": 128},
+                   ("hidden", "maxIter", "blockSize", "stepSize", "tol", "solver")),
+    ClassifierSpec("gbt", "gradient-boosted trees, one-vs-rest over the classes", GBTClassifier,
+                   {"maxIter": 10, "maxDepth": 3},
+                   ("maxIter", "maxDepth", "stepSize", "subsamplingRate", "maxBins"), one_vs_rest=True),
+    ClassifierSpec("linear_svc", "linear support vector machine, one-vs-rest over the classes", LinearSVC,
+                   {"maxIter": 50, "regParam": 0.01}, ("maxIter", "regParam", "tol", "standardization"),
+                   one_vs_rest=True),
+    ClassifierSpec("naive_bayes", "Gaussian naive Bayes", NaiveBayes, {"modelType": "gaussian"},
+                   ("modelType", "smoothing")),
+]}
+
+
+def check_params(name: str, params: dict[str, Any]) -> None:
+    """Raise ValueError naming the first unknown model or parameter (before any work starts)."""
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(CLASSIFIERS)}")
+    spec = CLASSIFIERS[name]
+    unknown = sorted(set(params) - set(spec.tunable))
+    if unknown:
+        raise ValueError(f"model {name} has no parameter {unknown[0]!r}: it tunes {', '.join(spec.tunable)}")
 
 
 def build_classifier(name: str, *, featuresCol: str = "features", labelCol: str = "label",
-                     seed: int | None = None, **params: Any):
-    """A configured MLlib estimator by name; ``params`` are its Params (camelCase)."""
-    if name not in CLASSIFIERS:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(sorted(CLASSIFIERS))}")
-    est = CLASSIFIERS[name](featuresCol=featuresCol, labelCol=labelCol, **params)
-    if seed is not None and est.hasParam("seed"):
-        est.setSeed(seed)
-    return est
+                     seed: int | None = None, num_features: int | None = None,
+                     num_classes: int | None = None, **params: Any):
+    """A configured MLlib estimator by name; ``params`` are its Params (camelCase).
+
+    >>> build_classifier("random_forest", numTrees=20).getNumTrees()
+    20
+    >>> type(build_classifier("linear_svc")).__name__
+    'OneVsRest'
+    """
+    check_params(name, params)
+    spec = CLASSIFIERS[name]
+    values = {**spec.defaults, **params}
+    if name == "mlp":
+        if num_features is None or num_classes is None:
+            raise ValueError("the mlp needs num_features and num_classes to size its layers")
+        values["layers"] = [num_features, *[int(h) for h in values.pop("hidden")], num_classes]
+    inner = spec.estimator(**values)
+    if seed is not None and inner.hasParam("seed"):
+        inner.setSeed(seed)
+    if not spec.one_vs_rest:
+        return inner.setFeaturesCol(featuresCol).setLabelCol(labelCol)
+    return OneVsRest(classifier=inner, featuresCol=featuresCol, labelCol=labelCol)

@@ -8,56 +8,96 @@ option, 3 data not found, 4 bad data, 5 download failed, 6 no usable Java, 130 i
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
-from typing import Sequence
+from typing import Any, Sequence
 
 from sparkvision import __version__
 from sparkvision.errors import SparkVisionError
 
 
-def _conf_pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--conf needs KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
+def _key_value(flag: str):
+    def parse(text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{flag} needs KEY=VALUE, got {text!r}")
+        return key.strip(), value.strip()
+    return parse
+
+
+def _param_value(text: str) -> Any:
+    """``--param`` values: JSON when they parse (10, 0.5, true, [128, 64]), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _add_spark_options(parser: argparse.ArgumentParser) -> None:
+    from sparkvision.session import SparkSettings
+
+    s = SparkSettings()
+    group = parser.add_argument_group("Spark")
+    group.add_argument("--master", default=s.master, help=f"Spark master URL (default {s.master})")
+    group.add_argument("--driver-memory", default=s.driver_memory, help=f"default {s.driver_memory}")
+    group.add_argument("--executor-memory", default=s.executor_memory, help=f"default {s.executor_memory}")
+    group.add_argument("--memory-overhead", default=s.memory_overhead, help=f"default {s.memory_overhead}")
+    group.add_argument("--shuffle-partitions", type=int, default=s.shuffle_partitions,
+                       help=f"default {s.shuffle_partitions}")
+    group.add_argument("--conf", type=_key_value("--conf"), action="append", default=[], metavar="KEY=VALUE",
+                       help="any other Spark setting; repeatable")
+
+
+def _spark_settings(args: argparse.Namespace):
+    from sparkvision.session import SparkSettings
+
+    return SparkSettings(master=args.master, driver_memory=args.driver_memory,
+                         executor_memory=args.executor_memory, memory_overhead=args.memory_overhead,
+                         shuffle_partitions=args.shuffle_partitions, conf=dict(args.conf))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sparkvision`` argument parser."""
-    from sparkvision.job import RunConfig
-    from sparkvision.session import SparkSettings
+    from sparkvision.classifiers import CLASSIFIERS
 
-    d, s = RunConfig, SparkSettings()
     parser = argparse.ArgumentParser(prog="sparkvision", description="Image classification on Apache Spark.")
     parser.add_argument("--version", action="version", version=f"sparkvision {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full trace of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "CIFAR-10 folder or archive, or 'auto' to download (default)"
+    work_help = "where tables and downloads are kept (default $SPARKVISION_WORK_DIR or ~/.cache/sparkvision)"
 
     run = sub.add_parser("run", help="ingest CIFAR-10, fit a Pipeline, evaluate, save model and metrics",
                          description="Ingest CIFAR-10 into the image table (reused when unchanged), fit "
                                      "Pipeline[features, classifier], evaluate on the test batch or an 80/20 "
                                      "hold-out, and write the model and metrics.json into --out.")
-    run.add_argument("--data", default=d.data, help="CIFAR-10 folder or archive, or 'auto' to download (default)")
-    run.add_argument("--features", default=d.features, choices=("gray", "rgb"), help="feature set (default gray)")
-    run.add_argument("--model", default=d.model, help="classifier name (default random_forest)")
-    run.add_argument("--num-trees", type=int, default=10, help="trees in the forest (default 10)")
-    run.add_argument("--max-depth", type=int, default=5, help="maximum tree depth (default 5)")
-    run.add_argument("--seed", type=int, default=42, help="seed of the hold-out split (default 42)")
+    run.add_argument("--data", default="auto", help=data_help)
+    run.add_argument("--features", default="gray", choices=("gray", "rgb"), help="feature set (default gray)")
+    run.add_argument("--model", default="random_forest", choices=list(CLASSIFIERS),
+                     help="classifier (default random_forest, the assignment's)")
+    run.add_argument("--num-trees", type=int, default=None, help="trees in the forest (default 10)")
+    run.add_argument("--max-depth", type=int, default=None, help="maximum tree depth (default 5)")
+    run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
+                     help="any tunable parameter of the model, e.g. regParam=0.1 or hidden=[256]; repeatable")
+    run.add_argument("--seed", type=int, default=42, help="seed of the hold-out split and the model (default 42)")
     run.add_argument("--out", default=None, help="output folder (default runs/<timestamp>); must not exist")
-    run.add_argument("--work-dir", default=None,
-                     help="where tables and downloads are kept (default $SPARKVISION_WORK_DIR or ~/.cache/sparkvision)")
-    spark = run.add_argument_group("Spark")
-    spark.add_argument("--master", default=s.master, help=f"Spark master URL (default {s.master})")
-    spark.add_argument("--driver-memory", default=s.driver_memory, help=f"default {s.driver_memory}")
-    spark.add_argument("--executor-memory", default=s.executor_memory, help=f"default {s.executor_memory}")
-    spark.add_argument("--memory-overhead", default=s.memory_overhead, help=f"default {s.memory_overhead}")
-    spark.add_argument("--shuffle-partitions", type=int, default=s.shuffle_partitions,
-                       help=f"default {s.shuffle_partitions}")
-    spark.add_argument("--conf", type=_conf_pair, action="append", default=[], metavar="KEY=VALUE",
-                       help="any other Spark setting; repeatable")
+    run.add_argument("--work-dir", default=None, help=work_help)
+    _add_spark_options(run)
     run.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)
+
+    exp = sub.add_parser("experiment", help="run a grid of scenarios and write a report",
+                         description="Run every scenario of an experiment file (default: the built-in one) "
+                                     "on one fixed split, record each as it finishes (a rerun skips finished "
+                                     "ones), and write REPORT.md and report.html into --out.")
+    exp.add_argument("file", nargs="?", default=None, help="experiment TOML file (default: the built-in default)")
+    exp.add_argument("--data", default="auto", help=data_help)
+    exp.add_argument("--out", default=None, help="output folder (default runs/experiment-<name>); reused to resume")
+    exp.add_argument("--work-dir", default=None, help=work_help)
+    _add_spark_options(exp)
+    exp.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
+    exp.set_defaults(func=cmd_experiment)
 
     java = sub.add_parser("check-java", help="check that a Java Spark can use (17 or 21) is installed")
     java.set_defaults(func=cmd_check_java)
@@ -66,17 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``sparkvision run``: the whole pipeline, then a short summary."""
-    from sparkvision.job import RunConfig, default_work_dir
-    from sparkvision.session import SparkSettings
+    from sparkvision.job import RunConfig, default_work_dir, run_job
 
-    settings = SparkSettings(master=args.master, driver_memory=args.driver_memory,
-                             executor_memory=args.executor_memory, memory_overhead=args.memory_overhead,
-                             shuffle_partitions=args.shuffle_partitions, conf=dict(args.conf))
-    config = RunConfig(data=args.data, features=args.features, model=args.model, num_trees=args.num_trees,
+    config = RunConfig(data=args.data, features=args.features, model=args.model,
+                       params={k: _param_value(v) for k, v in args.param}, num_trees=args.num_trees,
                        max_depth=args.max_depth, seed=args.seed, out=args.out,
-                       work_dir=args.work_dir or default_work_dir(), spark=settings)
-    from sparkvision.job import run_job
-
+                       work_dir=args.work_dir or default_work_dir(), spark=_spark_settings(args))
     m = run_job(config, progress=not args.quiet)
     secs = m["seconds"]
     print(f"\naccuracy {m['accuracy']:.2%}   macro F1 {m['f1_macro']:.3f}   on {m['num_evaluated']:,} images "
@@ -84,6 +119,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("time     " + "   ".join(f"{k} {v:.1f}s" for k, v in secs.items()))
     print(f"outputs  {m['config']['out']}/model (PipelineModel), {m['config']['out']}/metrics.json")
     print(f"table    {m['data']['table']}" + (" (reused)" if m["data"]["table_reused"] else " (written)"))
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """``sparkvision experiment``: every scenario, then the report and a final table."""
+    from sparkvision.experiment import load_experiment, run_experiment
+    from sparkvision.job import default_work_dir
+
+    experiment = load_experiment(args.file)
+    out = args.out or f"runs/experiment-{experiment.name}"
+    run_experiment(experiment, data=args.data, out=out, work_dir=args.work_dir or default_work_dir(),
+                   spark_settings=_spark_settings(args), progress=not args.quiet)
     return 0
 
 

@@ -142,6 +142,14 @@ class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         return dataset.withColumn(self.getOutputCol(), array_to_vector(pixels(F.col(self.getInputCol()))))
 
 
+def feature_size(features: str, info) -> int:
+    """How many values a feature set gives per image of the table described by ``info``."""
+    per_pixel = {"gray": 1, "rgb": info.channels}
+    if features not in per_pixel:
+        raise ValueError(f"unknown feature set {features!r}: choose gray or rgb")
+    return info.height * info.width * per_pixel[features]
+
+
 def feature_stages(features: str) -> list[Transformer]:
     """The stages that turn the table's ``data`` column into ``features`` for a named feature set.
 

@@ -28,6 +28,21 @@ def label_with_classes(df: DataFrame, class_names: Sequence[str], labelCol: str 
     return df.withColumn(labelCol, F.col(labelCol).alias(labelCol, metadata=meta))
 
 
+def check_on_jvm(stage: Params) -> None:
+    """Hand a JVM-backed stage's Params to its Java object now, so a bad value (numTrees=0)
+    fails before any data is read rather than deep inside a fit. Needs an active session."""
+    from sparkvision.errors import ConfigError
+
+    stages = [stage] + ([stage.getClassifier()] if hasattr(stage, "getClassifier") else [])
+    for s in stages:
+        if hasattr(s, "_transfer_params_to_java"):
+            try:
+                s._transfer_params_to_java()
+            except Exception as exc:  # IllegalArgumentException from the JVM, as text
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"{type(s).__name__}: {text}") from None
+
+
 def _input_columns(stage: Params) -> list[str]:
     cols = []
     for name in ("labelCol", "featuresCol", "weightCol"):
@@ -43,7 +58,7 @@ def fit_pipeline(stages: Sequence[Params], dataset: DataFrame) -> PipelineModel:
 
     Transformers before the last estimator are applied as usual; the last estimator's input
     (only the label, features and weight columns it reads) is persisted in memory (spilling to
-    disk), materialised once, and released after its fit.
+    disk), filled by the estimator's first pass, and released after its fit.
     """
     estimators = [i for i, s in enumerate(stages) if isinstance(s, Estimator)]
     last = estimators[-1] if estimators else -1
@@ -54,7 +69,8 @@ def fit_pipeline(stages: Sequence[Params], dataset: DataFrame) -> PipelineModel:
             cols = _input_columns(stage)
             cached = (df.select(*cols) if cols else df).persist(StorageLevel.MEMORY_AND_DISK)
             try:
-                cached.count()  # materialise once: every pass of the fit reads this
+                # No count() first: the estimator's first full pass fills the cache, and a
+                # separate materialising pass would cost one more scan.
                 fitted.append(stage.fit(cached))
             finally:
                 cached.unpersist()

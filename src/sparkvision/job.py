@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from pyspark.sql import functions as F
+
 from sparkvision import __version__
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
 from sparkvision.session import SparkSettings
@@ -33,25 +35,43 @@ class RunConfig:
     data: str = "auto"
     features: str = "gray"
     model: str = "random_forest"
-    num_trees: int = 10
-    max_depth: int = 5
-    seed: int = 42                 # the assignment's randomSplit seed
+    params: dict[str, Any] = field(default_factory=dict)  # the model's Params, over its defaults
+    num_trees: int | None = None   # shorthands for params numTrees / maxDepth (tree models)
+    max_depth: int | None = None
+    seed: int = 42                 # the hold-out split's (the assignment's) and the model's seed; PySpark's
+                                   # default model seed is a string hash, which changes every process
     test_fraction: float = 0.2     # used only when the data has no test batch
     out: str | None = None         # default runs/<timestamp>
     work_dir: str = field(default_factory=lambda: default_work_dir())
     spark: SparkSettings = field(default_factory=SparkSettings)
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` for values that cannot work, before any work starts."""
-        if self.features not in FEATURE_SETS:
-            raise ConfigError(f"--features {self.features!r}: choose one of {', '.join(FEATURE_SETS)}.")
+    def model_params(self) -> dict[str, Any]:
+        """The model's parameters: ``params`` with the tree shorthands applied."""
         from sparkvision.classifiers import CLASSIFIERS
 
-        if self.model not in CLASSIFIERS:
-            raise ConfigError(f"--model {self.model!r}: choose one of {', '.join(sorted(CLASSIFIERS))}.")
-        if self.num_trees < 1:
+        params = dict(self.params)
+        for flag, name, value in (("--num-trees", "numTrees", self.num_trees), ("--max-depth", "maxDepth", self.max_depth)):
+            if value is None:
+                continue
+            spec = CLASSIFIERS.get(self.model)
+            if spec is not None and name not in spec.tunable:
+                raise ConfigError(f"{flag} does not apply to --model {self.model}; it tunes {', '.join(spec.tunable)}.")
+            params[name] = value
+        return params
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values that cannot work, before any work starts."""
+        from sparkvision.classifiers import check_params
+
+        if self.features not in FEATURE_SETS:
+            raise ConfigError(f"--features {self.features!r}: choose one of {', '.join(FEATURE_SETS)}.")
+        try:
+            check_params(self.model, self.model_params())
+        except ValueError as exc:
+            raise ConfigError(f"--model/--param: {exc}.") from None
+        if self.num_trees is not None and self.num_trees < 1:
             raise ConfigError(f"--num-trees must be at least 1, not {self.num_trees}.")
-        if not 1 <= self.max_depth <= 30:
+        if self.max_depth is not None and not 1 <= self.max_depth <= 30:
             raise ConfigError(f"--max-depth must be between 1 and 30 (MLlib's limit), not {self.max_depth}.")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"the test fraction must be between 0 and 1, not {self.test_fraction}.")
@@ -115,11 +135,19 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
 
 
 def split_table(df, has_test: bool, test_fraction: float, seed: int):
-    """(train, test): the source's own test split when it has one, else a seeded random hold-out."""
+    """(train, test): the source's own test split when it has one, else a seeded random hold-out.
+
+    The hold-out is drawn by hashing each image's stable ``id`` with ``seed``: the same images
+    are held out whatever the partitioning, on one core or a cluster, and no sort is needed
+    (``randomSplit`` sorts every partition by all columns, image bytes included, to be
+    repeatable).
+    """
     if has_test:
-        return df.filter(df.split == "train"), df.filter(df.split == "test")
-    train, test = df.randomSplit([1 - test_fraction, test_fraction], seed=seed)
-    return train, test
+        return df.filter(F.col("split") == "train"), df.filter(F.col("split") == "test")
+    # xxhash64 is uniform over its 64 bits; a bucket in [0, 10000) gives 0.01 % granularity.
+    bucket = F.pmod(F.xxhash64(F.col("id"), F.lit(seed)), F.lit(10_000))
+    held_out = bucket < F.lit(int(round(test_fraction * 10_000)))
+    return df.filter(~held_out), df.filter(held_out)
 
 
 def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str, Any]:
@@ -131,8 +159,8 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     from sparkvision.datasets.cifar import CIFAR10, locate
     from sparkvision.datasets.table import ingest_cifar
     from sparkvision.evaluation import evaluate
-    from sparkvision.features import feature_stages
-    from sparkvision.fitting import fit_pipeline, label_with_classes
+    from sparkvision.features import feature_size, feature_stages
+    from sparkvision.fitting import check_on_jvm, fit_pipeline, label_with_classes
     from sparkvision.session import build_session
 
     config.validate()
@@ -144,12 +172,14 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
         with p.phase("session", f"starting Spark ({config.spark.master})"):
             if spark is None:
                 spark = build_session(config.spark)
+        stages = feature_stages(config.features) + [build_classifier(
+            config.model, seed=config.seed, num_features=feature_size(config.features, source),
+            num_classes=len(source.label_names), **config.model_params())]
+        check_on_jvm(stages[-1])  # a bad parameter value fails here, before any data is read
         with p.phase("ingest", f"loading {source.root} into the image table"):
             table = ingest_cifar(spark, source, config.work_dir, progress=progress)
             labeled = label_with_classes(table.df, table.info.class_names)
             train, test = split_table(labeled, table.info.has_test, config.test_fraction, config.seed)
-        stages = feature_stages(config.features) + [build_classifier(
-            config.model, numTrees=config.num_trees, maxDepth=config.max_depth)]
         with p.phase("fit", f"fitting Pipeline[{', '.join(type(s).__name__ for s in stages)}]"):
             model = fit_pipeline(stages, train)
         with p.phase("evaluate", "evaluating on the " + ("test batch" if table.info.has_test else
@@ -159,7 +189,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             model.write().save(str(tmp / "model"))
         metrics.update({
             "seconds": {**p.seconds, "total": p.total()},
-            "config": {**asdict(config), "out": str(final)},
+            "config": {**asdict(config), "out": str(final), "model_params": config.model_params()},
             "data": {"table": str(table.path), "table_reused": table.reused,
                      "num_images": table.info.num_images, "evaluated_on": "test_batch"
                      if table.info.has_test else f"random {config.test_fraction} hold-out, seed {config.seed}"},

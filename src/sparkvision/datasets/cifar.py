@@ -227,6 +227,8 @@ class CifarSource:
     label_names: tuple[str, ...]
     records_per_batch: int | None  # from batches.meta, when it says
 
+    height, width, channels = HEIGHT, WIDTH, CHANNELS
+
     @property
     def has_test(self) -> bool:
         return any(f.split == "test" for f in self.files)

@@ -55,6 +55,9 @@ class TableInfo:
     num_images: int
     has_test: bool
     source: str
+    height: int = 32
+    width: int = 32
+    channels: int = 3
     version: int = TABLE_VERSION
 
 

@@ -1,0 +1,380 @@
+"""Experiments: a grid of scenarios run on one fixed split, recorded as they finish, reported.
+
+An experiment is a TOML file (see ``experiments/default.toml``): top-level ``name``, ``seed``,
+``test_fraction``, ``repeats``, and ``[[scenario]]`` blocks, each naming a model, one or more
+feature sets and its parameters, where any list is a grid axis. :func:`load_experiment` checks
+every key and value before any work starts.
+
+:func:`run_experiment` ingests the data once, fixes one train/test split for all scenarios,
+computes each feature set once (cached, not per scenario), then fits and scores every scenario.
+Each finished scenario is written at once under ``OUT/scenarios/<key>/`` (model, then
+``result.json``, both renamed into place when complete), so a rerun skips it and a killed run
+loses only the scenario it was in. A scenario that fails is recorded with its error; the rest
+go on, and a rerun tries it again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
+
+_TOP_KEYS = {"name", "seed", "test_fraction", "repeats", "scenario"}
+_SCENARIO_KEYS = {"name", "model", "features", "params", "repeats", "tune"}
+_TUNE_KEYS = {"method", "params", "folds", "train_ratio", "parallelism"}
+_TUNE_METHODS = ("train_validation_split", "cross_validator")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One point of the grid: a feature set, a model and its parameters."""
+
+    group: str
+    features: str
+    model: str
+    params: dict[str, Any]
+    repeats: int = 1
+    tune: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        shown = " ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.model} {self.features}" + (f" {shown}" if shown else "") + (" tuned" if self.tune else "")
+
+    def key(self, context: str) -> str:
+        """Stable identity: the same scenario on the same table and split has the same key."""
+        spec = json.dumps([context, self.features, self.model, self.params, self.repeats, self.tune],
+                          sort_keys=True, default=str)
+        return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Experiment:
+    """A parsed, checked experiment file."""
+
+    name: str
+    scenarios: list[Scenario]
+    seed: int = 42
+    test_fraction: float = 0.2
+    source: str = "built-in default"
+    text: str = ""
+
+
+def _fail(where: str, message: str) -> ConfigError:
+    return ConfigError(f"{where}: {message}")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise _fail(where, f"unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(allowed))}")
+
+
+def _grid(params: dict[str, Any]) -> list[dict[str, Any]]:
+    # A list is an axis of the grid, except for `hidden`, whose single value is itself a list.
+    axes = {k: (v if isinstance(v, list) and (k != "hidden" or all(isinstance(x, list) for x in v)) else [v])
+            for k, v in params.items()}
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def parse_experiment(text: str, source: str) -> Experiment:
+    """Parse and check an experiment from TOML text; ``source`` names it in errors."""
+    from sparkvision.classifiers import check_params
+    from sparkvision.job import FEATURE_SETS
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(source, f"not valid TOML ({exc})") from None
+    _check_keys(doc, _TOP_KEYS, source)
+    name = doc.get("name", Path(source).stem)
+    seed, test_fraction, repeats = doc.get("seed", 42), doc.get("test_fraction", 0.2), doc.get("repeats", 1)
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise _fail(source, f"name {name!r} must be letters, digits, - or _")
+    if not isinstance(seed, int):
+        raise _fail(source, f"seed must be an integer, not {seed!r}")
+    if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise _fail(source, f"test_fraction must be between 0 and 1, not {test_fraction!r}")
+    blocks = doc.get("scenario")
+    if not isinstance(blocks, list) or not blocks:
+        raise _fail(source, "no [[scenario]] blocks: an experiment needs at least one")
+    scenarios: list[Scenario] = []
+    for i, block in enumerate(blocks, start=1):
+        where = f"{source}, scenario {i} ({block.get('name', 'unnamed')})"
+        _check_keys(block, _SCENARIO_KEYS, where)
+        if "model" not in block:
+            raise _fail(where, "says no model")
+        reps = block.get("repeats", repeats)
+        if not isinstance(reps, int) or reps < 1:
+            raise _fail(where, f"repeats must be a positive integer, not {reps!r}")
+        params = block.get("params", {})
+        if not isinstance(params, dict):
+            raise _fail(where, "params must be a table, e.g. params = { numTrees = [10, 50] }")
+        tune = block.get("tune")
+        if tune is not None:
+            _check_keys(tune, _TUNE_KEYS, f"{where}, tune")
+            if tune.get("method", "train_validation_split") not in _TUNE_METHODS:
+                raise _fail(where, f"tune.method must be one of {', '.join(_TUNE_METHODS)}")
+            if not isinstance(tune.get("params"), dict) or not tune["params"]:
+                raise _fail(where, "tune.params must list the values to search, e.g. { regParam = [0.01, 0.1] }")
+            tune = {"method": "train_validation_split", "folds": 3, "train_ratio": 0.8, "parallelism": 2, **tune}
+        for features in _as_list(block.get("features", "gray")):
+            if features not in FEATURE_SETS:
+                raise _fail(where, f"features {features!r}: choose from {', '.join(FEATURE_SETS)}")
+            for point in _grid(params):
+                try:
+                    check_params(block["model"], {**point, **(tune["params"] if tune else {})})
+                except ValueError as exc:
+                    raise _fail(where, str(exc)) from None
+                scenarios.append(Scenario(block.get("name", f"scenario-{i}"), features, block["model"],
+                                          point, reps, copy.deepcopy(tune)))
+    return Experiment(name, scenarios, seed, float(test_fraction), source, text)
+
+
+def load_experiment(path: str | os.PathLike | None = None) -> Experiment:
+    """Read an experiment file, or the built-in default when ``path`` is None."""
+    if path is None:
+        text = resources.files("sparkvision").joinpath("experiments/default.toml").read_text()
+        return parse_experiment(text, "built-in default experiment")
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such experiment file.")
+    return parse_experiment(p.read_text(), str(p))
+
+
+# ── running ──────────────────────────────────────────────────────────────────────────────
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _error_text(exc: BaseException) -> str:
+    err = decode_task_error(exc)
+    if err is not None:
+        return str(err)
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def _fit_scenario(spark, scenario: Scenario, train, test, class_names, num_features: int, seed: int,
+                  feature_stages: list, work: Path) -> dict[str, Any]:
+    """Fit and score one scenario (all its repeats) on cached features; save its model under ``work``."""
+    from pyspark.ml import PipelineModel
+
+    from sparkvision.classifiers import build_classifier
+    from sparkvision.evaluation import evaluate
+    from sparkvision.fitting import check_on_jvm
+
+    repeats, first = [], None
+    for r in range(scenario.repeats):
+        est = build_classifier(scenario.model, seed=seed + r, num_features=num_features,
+                               num_classes=len(class_names), **scenario.params)
+        check_on_jvm(est)
+        tuned = None
+        t0 = time.perf_counter()
+        if scenario.tune:
+            model, tuned = _tune(est, scenario, train, seed + r)
+        else:
+            model = est.fit(train)
+        t1 = time.perf_counter()
+        metrics = evaluate(model.transform(test), class_names)
+        t2 = time.perf_counter()
+        repeats.append({"seed": seed + r, "accuracy": metrics["accuracy"], "f1_macro": metrics["f1_macro"],
+                        "fit_seconds": round(t1 - t0, 3), "predict_seconds": round(t2 - t1, 3)})
+        if first is None:
+            first = (model, metrics, tuned)
+    model, metrics, tuned = first
+    # The saved model is the whole Pipeline (features + classifier): it runs on raw images.
+    PipelineModel(list(feature_stages) + [model]).write().save(str(work / "model"))
+    accs, f1s = [r["accuracy"] for r in repeats], [r["f1_macro"] for r in repeats]
+    return {
+        "accuracy": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs),
+        "f1_macro": statistics.fmean(f1s), "f1_macro_std": statistics.pstdev(f1s), "repeats": repeats,
+        "per_class_accuracy": metrics["per_class_accuracy"], "confusion_matrix": metrics["confusion_matrix"],
+        "fit_seconds": statistics.fmean(r["fit_seconds"] for r in repeats),
+        "predict_seconds": statistics.fmean(r["predict_seconds"] for r in repeats),
+        "model_bytes": _dir_bytes(work / "model"), "tuned": tuned,
+    }
+
+
+def _tune(est, scenario: Scenario, train, seed: int):
+    """Search ``tune.params`` on a validation part carved from the training data only."""
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
+
+    tune = scenario.tune
+    target = est.getClassifier() if hasattr(est, "getClassifier") else est
+    grid = ParamGridBuilder()
+    for name, values in tune["params"].items():
+        grid.addGrid(target.getParam(name), _as_list(values))
+    maps = grid.build()
+    if target is not est:  # OneVsRest: search over copies of the inner classifier
+        maps = [{est.classifier: target.copy(m)} for m in maps]
+    evaluator = MulticlassClassificationEvaluator(metricName="accuracy")
+    if tune["method"] == "cross_validator":
+        search = CrossValidator(estimator=est, estimatorParamMaps=maps, evaluator=evaluator,
+                                numFolds=tune["folds"], parallelism=tune["parallelism"], seed=seed)
+        fitted = search.fit(train)
+        scores = fitted.avgMetrics
+    else:
+        search = TrainValidationSplit(estimator=est, estimatorParamMaps=maps, evaluator=evaluator,
+                                      trainRatio=tune["train_ratio"], parallelism=tune["parallelism"], seed=seed)
+        fitted = search.fit(train)
+        scores = fitted.validationMetrics
+    best = max(range(len(scores)), key=scores.__getitem__)
+    chosen = maps[best]
+    if target is not est:
+        chosen = {p.name: v for p, v in chosen[est.classifier].extractParamMap().items() if p.name in tune["params"]}
+    else:
+        chosen = {p.name: v for p, v in chosen.items()}
+    return fitted.bestModel, {"method": tune["method"], "best_params": chosen,
+                              "validation_accuracy": float(scores[best])}
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.started, self.durations = total, enabled, time.perf_counter(), []
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def eta(self, remaining: int) -> str:
+        if not self.durations:
+            return "estimating"
+        left = statistics.fmean(self.durations) * remaining
+        return f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+
+    def elapsed(self) -> str:
+        e = time.perf_counter() - self.started
+        return f"{e / 60:.1f} min" if e >= 90 else f"{e:.0f} s"
+
+
+def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike, work_dir: str,
+                   spark_settings=None, spark=None, progress: bool = True) -> dict[str, Any]:
+    """Run every scenario not already recorded in ``out``; write results and the report.
+
+    Returns ``{"summary": ..., "results": [...]}`` (also in ``OUT/results.json``).
+    """
+    from pyspark import StorageLevel
+    from pyspark.ml import PipelineModel
+
+    from sparkvision.datasets.cifar import CIFAR10, locate
+    from sparkvision.datasets.table import ingest_cifar
+    from sparkvision.features import feature_size, feature_stages
+    from sparkvision.fitting import label_with_classes
+    from sparkvision.job import _versions, split_table
+    from sparkvision.report import write_report
+    from sparkvision.session import build_session
+
+    started = time.perf_counter()
+    out = Path(out)
+    (out / "scenarios").mkdir(parents=True, exist_ok=True)
+    (out / "experiment.toml").write_text(experiment.text)
+    p = _Progress(len(experiment.scenarios), progress)
+    source = locate(data, Path(work_dir), CIFAR10, progress=progress)
+    if spark is None:
+        p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
+        spark = build_session(spark_settings)
+    try:
+        table = ingest_cifar(spark, source, work_dir, progress=progress)
+    except SparkVisionError:
+        raise
+    except Exception as exc:
+        err = decode_task_error(exc)
+        raise (err or exc) from None
+    info = table.info
+    context = f"{info.fingerprint}|{experiment.seed}|{experiment.test_fraction}"
+    keys = [s.key(context) for s in experiment.scenarios]
+    done = {k for k in keys if (out / "scenarios" / k / "result.json").is_file()
+            and json.loads((out / "scenarios" / k / "result.json").read_text()).get("status") == "done"}
+    if done:
+        p.say(f"resuming: {len(done)} of {len(keys)} scenarios already recorded in {out}")
+    train, test = split_table(label_with_classes(table.df, info.class_names), info.has_test,
+                              experiment.test_fraction, experiment.seed)
+    todo = [(s, k) for s, k in zip(experiment.scenarios, keys) if k not in done]
+    index = {k: i for i, k in enumerate(keys, start=1)}
+    for features in dict.fromkeys(s.features for s, _ in todo):  # one feature set cached at a time
+        stages = feature_stages(features)
+        featurize = PipelineModel(stages)
+        p.say(f"computing {features} features once for {sum(1 for s, _ in todo if s.features == features)} scenarios ...")
+        f_train = featurize.transform(train).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
+        f_test = featurize.transform(test).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
+        f_train.count(), f_test.count()  # fill the caches here, outside any scenario's timing
+        try:
+            for scenario, key in ((s, k) for s, k in todo if s.features == features):
+                t0 = time.perf_counter()
+                remaining = len(todo) - len(p.durations)
+                p.say(f"[{index[key]}/{len(keys)}] {scenario.name} ({scenario.group}) ... "
+                      f"elapsed {p.elapsed()}, {p.eta(remaining)}")
+                record = {"key": key, "name": scenario.name, "group": scenario.group, "features": features,
+                          "model": scenario.model, "params": scenario.params, "repeats_asked": scenario.repeats}
+                final = out / "scenarios" / key
+                work = out / "scenarios" / f".{key}.tmp-{os.getpid()}"
+                shutil.rmtree(work, ignore_errors=True)
+                shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt
+                work.mkdir()
+                try:
+                    record.update(_fit_scenario(spark, scenario, f_train, f_test, info.class_names,
+                                                feature_size(features, info), experiment.seed, stages, work))
+                    record.update(status="done", error=None)
+                except Exception as exc:  # recorded, and the experiment goes on
+                    record.update(status="failed", error=_error_text(exc))
+                _write_json(work / "result.json", record)
+                os.replace(work, final)
+                p.durations.append(time.perf_counter() - t0)
+                p.say(f"      {'accuracy ' + format(record['accuracy'], '.2%') if record['status'] == 'done' else 'FAILED: ' + record['error']}"
+                      f" in {p.durations[-1]:.1f} s")
+        finally:
+            f_train.unpersist()
+            f_test.unpersist()
+    results = [json.loads((out / "scenarios" / k / "result.json").read_text()) for k in keys
+               if (out / "scenarios" / k / "result.json").is_file()]
+    baseline = next((r["key"] for r in results if r["model"] == "random_forest" and r["features"] == "gray"
+                     and r["params"] == {"numTrees": 10, "maxDepth": 5}), None)
+    summary = {"name": experiment.name, "data": source.root, "num_train": train.count(), "num_test": test.count(),
+               "evaluated_on": "test_batch" if info.has_test else
+               f"random {experiment.test_fraction} hold-out, seed {experiment.seed}",
+               "class_names": list(info.class_names), "seconds_total": round(time.perf_counter() - started, 1),
+               "baseline_key": baseline, "versions": _versions(spark), "experiment": experiment.source}
+    _write_json(out / "results.json", {"summary": summary, "results": results})
+    written = write_report(summary, results, out)
+    _print_table(results, out, written)
+    return {"summary": summary, "results": results}
+
+
+def _print_table(results: list[dict], out: Path, written: list[Path]) -> None:
+    rows = sorted(results, key=lambda r: (r.get("status") != "done", -r.get("accuracy", 0)))
+    print(f"\n{'#':>2}  {'scenario':<55} {'accuracy':>14} {'fit s':>8}")
+    for i, r in enumerate(rows, start=1):
+        if r.get("status") == "done":
+            acc = f"{r['accuracy']:.2%}" + (f" ±{r['accuracy_std'] * 100:.1f}" if r["accuracy_std"] else "")
+            print(f"{i:>2}  {r['name'][:55]:<55} {acc:>14} {r['fit_seconds']:>8.1f}")
+        else:
+            print(f"{i:>2}  {r['name'][:55]:<55} {'failed':>14}   {r['error'][:60]}")
+    print(f"\nreport   {out / 'REPORT.md'}, {out / 'report.html'}")
+    print(f"results  {out / 'results.json'}; models under {out / 'scenarios'}/<key>/model")
