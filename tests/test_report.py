@@ -274,3 +274,23 @@ def test_markdown_escapes_pipes_in_names(tmp_path):
     write_report({"name": "x", "class_names": CLASSES}, [odd], tmp_path)
     (row,) = table_rows((tmp_path / "REPORT.md").read_text(encoding="utf-8"))
     assert len(row) == len(report.TABLE_HEADERS) and row[1] == r"forest \| with a pipe"
+
+
+def test_differences_match_the_rounded_percentages_shown():
+    (c,) = comparisons([rf(50, 5, 0.34, 45.0), rf(50, 10, 0.3305, 90.0)], "maxDepth")
+    assert "-0.9 points, 34.0 % → 33.1 %" in report.describe_comparison("Depth", c)
+
+
+def test_a_zero_fit_time_gives_no_time_ratio():
+    (c,) = comparisons([rf(10, 5, 0.30, 10.0), rf(100, 5, 0.36, 0.0)], "numTrees")
+    assert c.fit_ratio is None and "fit time" not in report.describe_comparison("Trees", c)
+
+
+def test_a_failed_baseline_is_said_and_a_missing_one_is_not():
+    summary, results = experiment()
+    without_baseline = [r for r in results if r["key"] != summary["baseline_key"]]
+    failed_baseline = without_baseline + [{"key": summary["baseline_key"], "name": "the baseline", "status": "failed",
+                                           "error": "boom"}]
+    assert "The assignment baseline (the baseline) failed, so nothing is compared with it." in \
+        summary_lines(summary, failed_baseline)
+    assert not any("baseline" in line for line in summary_lines(summary, without_baseline))

@@ -294,6 +294,8 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     started = time.perf_counter()
     out = Path(out)
     (out / "scenarios").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "scenarios").glob(".*.tmp-*"):  # left by a run that was killed mid-scenario
+        shutil.rmtree(stale, ignore_errors=True)
     (out / "experiment.toml").write_text(experiment.text)
     p = _Progress(len(experiment.scenarios), progress)
     source = locate(data, Path(work_dir), CIFAR10, progress=progress)

@@ -78,6 +78,18 @@ def format_points(delta: float) -> str:
     return f"{points:+.1f} points"
 
 
+def points_between(old: float, new: float) -> str:
+    """The change from accuracy ``old`` to ``new`` as :func:`format_points` of the percentages as shown.
+
+    Taking the difference of the rounded percentages keeps the text's arithmetic checkable:
+    34.0 % → 33.1 % reads "-0.9 points", never "-1.0" from the unrounded values.
+
+    >>> format_percent(0.34), format_percent(0.3305), points_between(0.34, 0.3305)
+    ('34.0 %', '33.1 %', '-0.9 points')
+    """
+    return format_points((round(100 * new, 1) - round(100 * old, 1)) / 100)
+
+
 def format_seconds(seconds: float | None) -> str:
     """Seconds with a precision that suits their size: ``'0.43'``, ``'12.3'``, ``'125'``."""
     if seconds is None or not math.isfinite(seconds):
@@ -175,6 +187,12 @@ def _fit(result: dict[str, Any]) -> float | None:
     return float(value) if _is_number(value) else None
 
 
+def _fit_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> float | None:
+    # A zero fit time is a timer too coarse for the model, not a free model: no ratio from it.
+    top, bottom = _fit(numerator), _fit(denominator)
+    return top / bottom if top and bottom else None
+
+
 def _repeat_count(result: dict[str, Any]) -> int | None:
     repeats = result.get("repeats")
     return len(repeats) if isinstance(repeats, list) else None
@@ -247,8 +265,7 @@ class Comparison:
     @property
     def fit_ratio(self) -> float | None:
         """Fit time of the high end over the low end, None when either is unknown or zero."""
-        low, high = _fit(self.low), _fit(self.high)
-        return high / low if low and high is not None else None
+        return _fit_ratio(self.high, self.low)
 
     @property
     def label(self) -> str:
@@ -318,7 +335,8 @@ def _time_phrase(ratio: float | None, what: str = "the fit time") -> str:
 def describe_comparison(topic: str, c: Comparison) -> str:
     """One sentence on a comparison, e.g. ``'Trees (random_forest, gray, maxDepth=5): numTrees
     10 → 100 improved accuracy (+6.0 points, 30.0 % → 36.0 %), at 8.5× the fit time.'``"""
-    change = f"{format_points(c.delta)}, {format_percent(c.low['accuracy'])} → {format_percent(c.high['accuracy'])}"
+    low, high = c.low["accuracy"], c.high["accuracy"]
+    change = f"{points_between(low, high)}, {format_percent(low)} → {format_percent(high)}"
     if c.verdict == "made little difference":
         outcome = f"made little difference ({change}; noise threshold {c.threshold_points:.1f} points)"
     else:
@@ -351,10 +369,11 @@ def _baseline_sentence(best: dict[str, Any], baseline: dict[str, Any]) -> str:
     if baseline is best:
         return "The best scenario is the assignment baseline itself."
     delta, threshold = best["accuracy"] - baseline["accuracy"], noise_threshold_points(best, baseline)
-    ratio = _fit(best) / _fit(baseline) if _fit(baseline) and _fit(best) is not None else None
+    ratio = _fit_ratio(best, baseline)
     noise = f" (within the {threshold:.1f}-point noise threshold)" if 100 * delta < threshold else ""
-    return (f"That is {format_points(delta)}{noise} over the assignment baseline ({baseline.get('name')}, "
-            f"{format_percent(baseline['accuracy'])}){_time_phrase(ratio, 'its fit time')}.")
+    return (f"That is {points_between(baseline['accuracy'], best['accuracy'])}{noise} over the assignment "
+            f"baseline ({baseline.get('name')}, {format_percent(baseline['accuracy'])})"
+            f"{_time_phrase(ratio, 'its fit time')}.")
 
 
 def _models_sentence(order: list[dict[str, Any]]) -> str | None:
@@ -379,7 +398,7 @@ def _cost_sentence(order: list[dict[str, Any]]) -> str | None:
         return None
     speedup = f", {format_ratio(_fit(best) / _fit(cheapest))} faster" if _fit(cheapest) > 0 else ""
     return (f"Cost: {cheapest.get('name')} reaches {format_percent(cheapest['accuracy'])} "
-            f"({format_points(cheapest['accuracy'] - best['accuracy'])} from the best) and fits in "
+            f"({points_between(best['accuracy'], cheapest['accuracy'])} from the best) and fits in "
             f"{format_seconds(_fit(cheapest))} s instead of {format_seconds(_fit(best))} s{speedup}.")
 
 
@@ -397,9 +416,13 @@ def summary_lines(summary: dict[str, Any], results: Sequence[dict[str, Any]]) ->
     baseline = baseline_result(summary, results)
     if baseline is not None:
         lines.append(_baseline_sentence(best, baseline))
-    elif summary.get("baseline_key") is not None:
-        lines.append(f"The assignment baseline ({summary['baseline_key']}) did not finish, so nothing is "
-                     f"compared with it.")
+    else:
+        # A baseline that was run but failed is worth saying; one the experiment never ran is not.
+        attempted = next((r for r in results if summary.get("baseline_key") is not None
+                          and r.get("key") == summary["baseline_key"]), None)
+        if attempted is not None:
+            lines.append(f"The assignment baseline ({attempted.get('name') or attempted.get('key')}) failed, "
+                         f"so nothing is compared with it.")
     for topic, param, models in (("Trees", "numTrees", ("random_forest",)), ("Depth", "maxDepth", TREE_MODELS),
                                  ("Features", "features", None)):
         lines += [describe_comparison(topic, c) for c in comparisons(results, param, models)]
@@ -474,10 +497,10 @@ def _class_names(summary: dict[str, Any], count: int) -> list[str]:
 
 
 def _percent_axis(axis) -> None:
-    from matplotlib.ticker import PercentFormatter
+    from matplotlib.ticker import FuncFormatter
 
-    # decimals=None lets the formatter add a decimal when ticks are closer than 1 %, so 37.5 is not "38%".
-    axis.set_major_formatter(PercentFormatter(xmax=100, decimals=None))
+    # ":g" shows 30 as "30 %" and 37.5 as "37.5 %": no rounding of half-point ticks, no trailing ".0".
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} %"))
 
 
 def _legend_outside(ax, title: str | None = None) -> None:
@@ -559,14 +582,18 @@ def plot_accuracy_vs_fit_time(summary: dict[str, Any], results: Sequence[dict[st
     ax.set_xlabel("Fit time (seconds, log scale)")
     ax.set_ylabel("Test accuracy (%)")
     _percent_axis(ax.yaxis)
-    ax.set_title("Accuracy against fit time, every finished scenario")
+    untimed = len(ranked(results)) - len(timed)
+    ax.set_title("Accuracy against fit time, every finished scenario"
+                 + (f"\n({untimed} without a measured fit time not shown)" if untimed else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.15, y=0.2)  # room for the annotations
-    best = timed[0]
-    _annotate_point(ax, _fit(best), 100 * best["accuracy"],
-                    f"best: {best.get('name')}\n{format_percent(best['accuracy'])}", above=True, color="darkgreen")
+    best = ranked(results)[0]
+    if best is timed[0]:  # a best without a fit time is not on this plot, and no other point is "best"
+        _annotate_point(ax, _fit(best), 100 * best["accuracy"],
+                        f"best: {best.get('name')}\n{format_percent(best['accuracy'])}", above=True,
+                        color="darkgreen")
     baseline = baseline_result(summary, results)
-    if baseline is not None and baseline is not best and _fit(baseline):
+    if baseline is not None and baseline is not best and baseline in timed:
         _annotate_point(ax, _fit(baseline), 100 * baseline["accuracy"],
                         f"assignment baseline\n{format_percent(baseline['accuracy'])}", above=False,
                         color="dimgray")
@@ -704,12 +731,16 @@ class ReportContent:
     plot_note: str | None = None
 
 
+def _failure_reason(result: dict[str, Any]) -> str:
+    if result.get("error"):
+        return str(result["error"])
+    return "finished without an accuracy" if result.get("status") == "done" else "no error recorded"
+
+
 def build_content(summary: dict[str, Any], results: Sequence[dict[str, Any]],
                   plots: dict[str, bytes]) -> ReportContent:
     """The report's content from the measured results and the rendered plots."""
-    failures = [(str(r.get("name") or r.get("key")),
-                 str(r.get("error") or ("finished without an accuracy" if r.get("status") == "done" else "no error recorded")))
-                for r in failed(results)]
+    failures = [(str(r.get("name") or r.get("key")), _failure_reason(r)) for r in failed(results)]
     note = None if matplotlib_available() else "Plots skipped: matplotlib is not installed."
     return ReportContent(title=f"Experiment report: {summary.get('name', 'unnamed')}",
                          header=header_items(summary, results), summary=summary_lines(summary, results),

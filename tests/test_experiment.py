@@ -1,0 +1,168 @@
+"""Experiments: checked files, grids, fair runs, resuming, failures recorded, kill safety."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import ROOT
+from sparkvision.classifiers import CLASSIFIERS
+from sparkvision.errors import ConfigError
+from sparkvision.experiment import load_experiment, parse_experiment, run_experiment
+
+SMALL = """
+name = "small"
+seed = 7
+
+[[scenario]]
+name = "trees"
+model = "random_forest"
+params = { numTrees = [3, 6], maxDepth = 4 }
+
+[[scenario]]
+name = "others"
+model = "naive_bayes"
+features = ["gray", "rgb"]
+
+[[scenario]]
+name = "broken"
+model = "decision_tree"
+params = { maxBins = 1 }
+"""
+
+
+def test_default_experiment_covers_the_assignment_changes_and_every_classifier():
+    exp = load_experiment()
+    models = {s.model for s in exp.scenarios}
+    assert models == set(CLASSIFIERS)
+    forests = [s for s in exp.scenarios if s.model == "random_forest"]
+    assert {s.params["numTrees"] for s in forests} >= {10, 25, 50}
+    assert {s.params["maxDepth"] for s in forests} >= {5, 10, 15}
+    assert any(s.params == {"numTrees": 10, "maxDepth": 5} and s.features == "gray" for s in forests)
+    assert {s.features for s in exp.scenarios} == {"gray", "rgb"}
+
+
+def test_grid_lists_expand_but_a_hidden_layer_list_is_one_value():
+    exp = parse_experiment("""
+[[scenario]]
+model = "random_forest"
+features = ["gray", "rgb"]
+params = { numTrees = [1, 2, 3], maxDepth = [2, 4] }
+[[scenario]]
+model = "mlp"
+params = { hidden = [64, 32] }
+""", "x.toml")
+    assert len(exp.scenarios) == 2 * 3 * 2 + 1
+    assert exp.scenarios[-1].params == {"hidden": [64, 32]}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("nme = 'x'\n[[scenario]]\nmodel='naive_bayes'", "unknown key 'nme'"),
+    ("[[scenario]]\nmodel='naive_bayes'\nfeature='gray'", "scenario 1.*unknown key 'feature'"),
+    ("[[scenario]]\nmodel='svm'", "unknown model 'svm'"),
+    ("[[scenario]]\nmodel='random_forest'\nparams={ numTree = 10 }", "no parameter 'numTree'"),
+    ("[[scenario]]\nmodel='naive_bayes'\nfeatures='hsv'", "features 'hsv'"),
+    ("test_fraction = 1.5\n[[scenario]]\nmodel='naive_bayes'", "test_fraction must be between 0 and 1"),
+    ("name = 'x'", "no \\[\\[scenario\\]\\] blocks"),
+    ("[[scenario]]\nmodel = ", "not valid TOML"),
+    ("[[scenario]]\nmodel='naive_bayes'\nrepeats=0", "repeats must be a positive integer"),
+    ("[[scenario]]\nmodel='logistic_regression'\ntune={ method='grid', params={ regParam=[0.1] } }", "tune.method"),
+])
+def test_bad_experiment_files_fail_before_any_work(text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_experiment(text, "my.toml")
+    assert str(info.value).startswith("my.toml")
+
+
+@pytest.fixture(scope="module")
+def small_run(spark, cifar_py, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "out"
+    work = tmp_path_factory.mktemp("exp-work")
+    exp = parse_experiment(SMALL, "small.toml")
+    result = run_experiment(exp, data=str(cifar_py), out=out, work_dir=str(work), spark=spark, progress=False)
+    return exp, out, work, result
+
+
+def test_each_scenario_is_measured_and_a_failure_is_recorded(small_run):
+    _, out, _, result = small_run
+    by_name = {r["name"]: r for r in result["results"]}
+    assert len(by_name) == 5
+    forest = by_name["random_forest gray numTrees=6 maxDepth=4"]
+    assert forest["status"] == "done" and forest["accuracy"] > 0.5
+    for key in ("accuracy", "f1_macro", "per_class_accuracy", "confusion_matrix", "fit_seconds",
+                "predict_seconds", "model_bytes"):
+        assert key in forest
+    assert forest["model_bytes"] > 0 and (out / "scenarios" / forest["key"] / "model").is_dir()
+    broken = by_name["decision_tree gray maxBins=1"]
+    assert broken["status"] == "failed" and "maxBins" in broken["error"]
+    # every scenario was scored on the same held-out images
+    sizes = {sum(map(sum, r["confusion_matrix"])) for r in result["results"] if r["status"] == "done"}
+    assert len(sizes) == 1 and result["summary"]["num_test"] == sizes.pop()
+
+
+def test_report_files_are_written(small_run):
+    _, out, _, _ = small_run
+    assert (out / "REPORT.md").is_file() and (out / "report.html").is_file()
+    assert "random_forest gray numTrees=6" in (out / "REPORT.md").read_text()
+
+
+def test_rerun_skips_finished_scenarios_and_retries_failed_ones(spark, small_run, cifar_py, capsys):
+    exp, out, work, first = small_run
+    done = {r["key"]: (out / "scenarios" / r["key"] / "result.json").stat().st_mtime_ns
+            for r in first["results"] if r["status"] == "done"}
+    again = run_experiment(exp, data=str(cifar_py), out=out, work_dir=str(work), spark=spark, progress=True)
+    assert "resuming: 4 of 5 scenarios already recorded" in capsys.readouterr().err
+    for key, mtime in done.items():
+        assert (out / "scenarios" / key / "result.json").stat().st_mtime_ns == mtime
+    assert [r["accuracy"] for r in again["results"] if r["status"] == "done"] == \
+           [r["accuracy"] for r in first["results"] if r["status"] == "done"]
+
+
+KILLABLE = """
+name = "killable"
+[[scenario]]
+name = "forest"
+model = "random_forest"
+params = { numTrees = [2, 4, 6, 8, 10, 12], maxDepth = 5 }
+"""
+
+
+def _experiment(file, data, out, work):
+    return [sys.executable, "-m", "sparkvision", "experiment", str(file), "--data", str(data), "--out", str(out),
+            "--work-dir", str(work), "--conf", "spark.ui.enabled=false", "--master", "local[2]"]
+
+
+def test_killed_experiment_resumes_to_the_same_results(cifar_py, tmp_path):
+    file = tmp_path / "killable.toml"
+    file.write_text(KILLABLE)
+    work = tmp_path / "work"
+    straight = subprocess.run(_experiment(file, cifar_py, tmp_path / "straight", work), capture_output=True,
+                              text=True, timeout=300, cwd=ROOT)
+    assert straight.returncode == 0, straight.stderr
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_experiment(file, cifar_py, killed, work), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((killed / "scenarios").glob("*/result.json"))) < 2:
+        time.sleep(0.2)
+    import os
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: driver JVM and Python workers too
+    proc.wait()
+    finished_before = len(list((killed / "scenarios").glob("*/result.json")))
+    assert 2 <= finished_before < 6
+    resumed = subprocess.run(_experiment(file, cifar_py, killed, work), capture_output=True, text=True,
+                             timeout=300, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {finished_before} of 6" in resumed.stderr
+
+    def accuracies(folder):
+        data = json.loads((folder / "results.json").read_text())
+        return {r["name"]: r["accuracy"] for r in data["results"]}
+
+    assert accuracies(killed) == accuracies(tmp_path / "straight")
+    assert not list((killed / "scenarios").glob(".*"))  # the interrupted scenario's leftovers are gone
