@@ -6,7 +6,7 @@ DATA   ?= auto
 ARGS   ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup check-java bench clean
+.PHONY: run test experiment setup check-java bench clean
 
 # The stamp is rebuilt only when pyproject.toml changes, so a second `make run` reuses the venv.
 $(STAMP): pyproject.toml
@@ -23,6 +23,9 @@ check-java: $(STAMP)
 
 run: check-java
 	$(VENV)/bin/sparkvision run --data $(DATA) $(ARGS)
+
+experiment: check-java
+	$(VENV)/bin/sparkvision experiment --data $(DATA) $(ARGS)
 
 test: check-java
 	$(PY) -m pytest -q

@@ -60,6 +60,7 @@ from PIL import Image
 # Spark's Python workers must run the same interpreter (and virtualenv) as us.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # house rule: loopback only
 
 from pyspark.ml import Pipeline  # noqa: E402
 from pyspark.ml.classification import RandomForestClassifier  # noqa: E402

@@ -33,6 +33,11 @@ features = ["gray", "rgb"]
 name = "broken"
 model = "decision_tree"
 params = { maxBins = 1 }
+
+[[scenario]]
+name = "overlap"   # the same point as one of "trees": run once
+model = "random_forest"
+params = { numTrees = 3, maxDepth = 4 }
 """
 
 
@@ -91,7 +96,7 @@ def small_run(spark, cifar_py, tmp_path_factory):
 def test_each_scenario_is_measured_and_a_failure_is_recorded(small_run):
     _, out, _, result = small_run
     by_name = {r["name"]: r for r in result["results"]}
-    assert len(by_name) == 5
+    assert len(by_name) == len(result["results"]) == 5  # the overlapping point ran once
     forest = by_name["random_forest gray numTrees=6 maxDepth=4"]
     assert forest["status"] == "done" and forest["accuracy"] > 0.5
     for key in ("accuracy", "f1_macro", "per_class_accuracy", "confusion_matrix", "fit_seconds",

@@ -256,8 +256,8 @@ def _tune(est, scenario: Scenario, train, seed: int):
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.started, self.durations = total, enabled, time.perf_counter(), []
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.started, self.durations = enabled, time.perf_counter(), []
 
     def say(self, text: str) -> None:
         if self.enabled:
@@ -297,7 +297,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     for stale in (out / "scenarios").glob(".*.tmp-*"):  # left by a run that was killed mid-scenario
         shutil.rmtree(stale, ignore_errors=True)
     (out / "experiment.toml").write_text(experiment.text)
-    p = _Progress(len(experiment.scenarios), progress)
+    p = _Progress(progress)
     source = locate(data, Path(work_dir), CIFAR10, progress=progress)
     if spark is None:
         p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
@@ -311,14 +311,17 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
         raise (err or exc) from None
     info = table.info
     context = f"{info.fingerprint}|{experiment.seed}|{experiment.test_fraction}"
-    keys = [s.key(context) for s in experiment.scenarios]
+    # Blocks may overlap (a "trees" and a "depth" axis can share a point): run each point once.
+    unique = {s.key(context): s for s in reversed(experiment.scenarios)}
+    scenarios = [s for s in experiment.scenarios if unique.get(s.key(context)) is s]
+    keys = [s.key(context) for s in scenarios]
     done = {k for k in keys if (out / "scenarios" / k / "result.json").is_file()
             and json.loads((out / "scenarios" / k / "result.json").read_text()).get("status") == "done"}
     if done:
         p.say(f"resuming: {len(done)} of {len(keys)} scenarios already recorded in {out}")
     train, test = split_table(label_with_classes(table.df, info.class_names), info.has_test,
                               experiment.test_fraction, experiment.seed)
-    todo = [(s, k) for s, k in zip(experiment.scenarios, keys) if k not in done]
+    todo = [(s, k) for s, k in zip(scenarios, keys) if k not in done]
     index = {k: i for i, k in enumerate(keys, start=1)}
     for features in dict.fromkeys(s.features for s, _ in todo):  # one feature set cached at a time
         stages = feature_stages(features)

@@ -105,6 +105,7 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         "spark.pyspark.python": os.environ["PYSPARK_PYTHON"],
     }
     if _is_loopback_master(s.master):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # nothing listens on other interfaces
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     conf.update(s.conf)
