@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
                      help="any tunable parameter of the model, e.g. regParam=0.1 or hidden=[256]; repeatable")
     run.add_argument("--seed", type=int, default=42, help="seed of the hold-out split and the model (default 42)")
+    run.add_argument("--strict", action="store_true",
+                     help="class folders: stop at an unreadable image instead of skipping and listing it")
+    run.add_argument("--image-size", type=int, default=32,
+                     help="class folders: make images N×N (shorter side to N, centre crop; default 32)")
     run.add_argument("--out", default=None, help="output folder (default runs/<timestamp>); must not exist")
     run.add_argument("--work-dir", default=None, help=work_help)
     _add_spark_options(run)
@@ -99,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     exp.set_defaults(func=cmd_experiment)
 
+    pred = sub.add_parser("predict", help="label image files, folders or globs with a saved model",
+                          description="Label images with a model saved by `sparkvision run` (its --out folder or "
+                                      "model/ folder). Writes CSV (default) or JSON lines with each image's path "
+                                      "and its top-k labels and probabilities.")
+    pred.add_argument("model_dir", help="the run's --out folder, or its model/ folder")
+    pred.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    pred.add_argument("--top-k", type=int, default=3, help="labels per image (default 3)")
+    pred.add_argument("--out", default=None, help="output file (.csv or .jsonl); default: CSV on stdout")
+    pred.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's suffix")
+    _add_spark_options(pred)
+    pred.add_argument("--quiet", action="store_true", help="no progress lines")
+    pred.set_defaults(func=cmd_predict)
+
     java = sub.add_parser("check-java", help="check that a Java Spark can use (17 or 21) is installed")
     java.set_defaults(func=cmd_check_java)
     return parser
@@ -110,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = RunConfig(data=args.data, features=args.features, model=args.model,
                        params={k: _param_value(v) for k, v in args.param}, num_trees=args.num_trees,
-                       max_depth=args.max_depth, seed=args.seed, out=args.out,
+                       max_depth=args.max_depth, seed=args.seed, out=args.out, strict=args.strict,
+                       image_size=args.image_size,
                        work_dir=args.work_dir or default_work_dir(), spark=_spark_settings(args))
     m = run_job(config, progress=not args.quiet)
     secs = m["seconds"]
@@ -119,6 +137,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("time     " + "   ".join(f"{k} {v:.1f}s" for k, v in secs.items()))
     print(f"outputs  {m['config']['out']}/model (PipelineModel), {m['config']['out']}/metrics.json")
     print(f"table    {m['data']['table']}" + (" (reused)" if m["data"]["table_reused"] else " (written)"))
+    if m["data"]["skipped_files"]:
+        print(f"skipped  {m['data']['skipped_files']} unreadable file(s), listed in metrics.json; the first:")
+        for item in m["data"]["skipped"][:5]:
+            print(f"         {item['path']}: {item['reason']}")
     return 0
 
 
@@ -131,6 +153,28 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     out = args.out or f"runs/experiment-{experiment.name}"
     run_experiment(experiment, data=args.data, out=out, work_dir=args.work_dir or default_work_dir(),
                    spark_settings=_spark_settings(args), progress=not args.quiet)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``sparkvision predict``: labels for every input image, then where they went."""
+    import time
+
+    from sparkvision.predict import find_model, predict
+    from sparkvision.session import build_session
+
+    started = time.perf_counter()
+    find_model(args.model_dir)  # a wrong folder fails before the JVM starts
+    spark = build_session(_spark_settings(args))
+    result = predict(spark, args.model_dir, args.inputs, top_k=args.top_k, out=args.out, fmt=args.format,
+                     progress=not args.quiet)
+    where = result["out"] or "stdout"
+    print(f"labelled {result['predicted']:,} image(s) in {time.perf_counter() - started:.1f} s -> {where} "
+          f"({result['format']})", file=sys.stderr)
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])} unreadable file(s):", file=sys.stderr)
+        for item in result["skipped"][:10]:
+            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
     return 0
 
 

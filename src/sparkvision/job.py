@@ -26,6 +26,7 @@ from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
 from sparkvision.session import SparkSettings
 
 FEATURE_SETS = ("gray", "rgb")
+LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel: class names, image size
 
 
 @dataclass
@@ -41,6 +42,8 @@ class RunConfig:
     seed: int = 42                 # the hold-out split's (the assignment's) and the model's seed; PySpark's
                                    # default model seed is a string hash, which changes every process
     test_fraction: float = 0.2     # used only when the data has no test batch
+    strict: bool = False           # class folders: an unreadable file is an error, not skipped
+    image_size: int = 32           # class folders: images are made size × size (shorter side, centre crop)
     out: str | None = None         # default runs/<timestamp>
     work_dir: str = field(default_factory=lambda: default_work_dir())
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -134,6 +137,34 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
     return final, tmp
 
 
+def _looks_like_cifar(path: Path) -> bool:
+    from sparkvision.datasets.cifar import CIFAR10
+
+    names = {CIFAR10.base_folder, CIFAR10.bin_folder, CIFAR10.filename, "data_batch_1", "data_batch_1.bin"}
+    return path.is_file() or any((path / n).exists() for n in names)
+
+
+def locate_data(data: str, work_dir: str, *, image_size: int = 32, progress: bool = True):
+    """The source at ``data``: a CIFAR-10 release (folder, archive, or ``auto``) or a class-folder tree."""
+    from sparkvision.datasets.cifar import CIFAR10, locate
+    from sparkvision.datasets.folder import locate_folder
+
+    path = Path(data).expanduser()
+    if data != "auto" and path.is_dir() and not _looks_like_cifar(path):
+        return locate_folder(path, image_size)
+    return locate(data, Path(work_dir), CIFAR10, progress=progress)
+
+
+def ingest(spark, source, work_dir: str, *, strict: bool = False, progress: bool = True):
+    """The image table of a located source (written once, then reused)."""
+    from sparkvision.datasets.folder import FolderSource
+    from sparkvision.datasets.table import ingest_cifar, ingest_folder
+
+    if isinstance(source, FolderSource):
+        return ingest_folder(spark, source, work_dir, strict=strict, progress=progress)
+    return ingest_cifar(spark, source, work_dir, progress=progress)
+
+
 def split_table(df, has_test: bool, test_fraction: float, seed: int):
     """(train, test): the source's own test split when it has one, else a seeded random hold-out.
 
@@ -156,8 +187,6 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     Uses ``spark`` when given (tests share one session), else starts one from ``config.spark``.
     """
     from sparkvision.classifiers import build_classifier
-    from sparkvision.datasets.cifar import CIFAR10, locate
-    from sparkvision.datasets.table import ingest_cifar
     from sparkvision.evaluation import evaluate
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import check_on_jvm, fit_pipeline, label_with_classes
@@ -168,7 +197,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     p = Progress(5, progress)
     try:
         # Find and check the data before starting a JVM: a wrong path fails in a second.
-        source = locate(config.data, Path(config.work_dir), CIFAR10, progress=progress)
+        source = locate_data(config.data, config.work_dir, image_size=config.image_size, progress=progress)
         with p.phase("session", f"starting Spark ({config.spark.master})"):
             if spark is None:
                 spark = build_session(config.spark)
@@ -177,7 +206,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             num_classes=len(source.label_names), **config.model_params())]
         check_on_jvm(stages[-1])  # a bad parameter value fails here, before any data is read
         with p.phase("ingest", f"loading {source.root} into the image table"):
-            table = ingest_cifar(spark, source, config.work_dir, progress=progress)
+            table = ingest(spark, source, config.work_dir, strict=config.strict, progress=progress)
             labeled = label_with_classes(table.df, table.info.class_names)
             train, test = split_table(labeled, table.info.has_test, config.test_fraction, config.seed)
         with p.phase("fit", f"fitting Pipeline[{', '.join(type(s).__name__ for s in stages)}]"):
@@ -187,10 +216,14 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             metrics = evaluate(model.transform(test), table.info.class_names)
         with p.phase("save", f"saving the model to {final}"):
             model.write().save(str(tmp / "model"))
+            # predict needs the class names and the image size; they travel with the model
+            (tmp / "model" / LABELS_FILE).write_text(json.dumps(
+                {"class_names": list(table.info.class_names), "image_size": table.info.height}))
         metrics.update({
             "seconds": {**p.seconds, "total": p.total()},
             "config": {**asdict(config), "out": str(final), "model_params": config.model_params()},
-            "data": {"table": str(table.path), "table_reused": table.reused,
+            "data": {"table": str(table.path), "table_reused": table.reused, "source": source.root,
+                     "skipped_files": table.info.skipped, "skipped": table.skipped,
                      "num_images": table.info.num_images, "evaluated_on": "test_batch"
                      if table.info.has_test else f"random {config.test_fraction} hold-out, seed {config.seed}"},
             "class_names": list(table.info.class_names),

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,6 +43,7 @@ TABLE_ARROW_SCHEMA = pa.schema([
     ("width", pa.int32()), ("nChannels", pa.int32()), ("data", pa.binary()), ("origin", pa.string()),
 ])
 _META = "_sparkvision.json"  # Spark's readers skip files starting with "_"
+_SKIPPED = "_skipped.json"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class TableInfo:
     height: int = 32
     width: int = 32
     channels: int = 3
+    skipped: int = 0              # unreadable files left out (class-folder sources)
     version: int = TABLE_VERSION
 
 
@@ -69,6 +71,7 @@ class ImageTable:
     info: TableInfo
     df: DataFrame
     reused: bool
+    skipped: list[dict] = field(default_factory=list)  # [{"path", "reason"}], the first 1,000
 
 
 def table_path(work_dir: str | os.PathLike, dataset: str, fingerprint: str) -> Path:
@@ -82,11 +85,13 @@ def read_table(spark: SparkSession, path: str | os.PathLike) -> ImageTable:
     meta = json.loads((path / _META).read_text())
     meta["class_names"] = tuple(meta["class_names"])
     info = TableInfo(**meta)
-    return ImageTable(path, info, spark.read.schema(TABLE_SCHEMA).parquet(str(path)), reused=True)
+    skipped = json.loads((path / _SKIPPED).read_text()) if (path / _SKIPPED).is_file() else []
+    return ImageTable(path, info, spark.read.schema(TABLE_SCHEMA).parquet(str(path)), reused=True, skipped=skipped)
 
 
-def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, info: TableInfo) -> ImageTable:
-    """Write ``rows`` as Parquet at ``path`` atomically, with ``info`` beside it.
+def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, info: TableInfo,
+                skipped: list[dict] | None = None) -> ImageTable:
+    """Write ``rows`` as Parquet at ``path`` atomically, with ``info`` (and ``skipped``) beside it.
 
     Errors that tasks raised about the data come back as the project's own error types.
     """
@@ -101,6 +106,8 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
         df = spark.read.schema(TABLE_SCHEMA).parquet(str(tmp))
         info = TableInfo(**{**asdict(info), "num_images": df.count()})
         (tmp / _META).write_text(json.dumps(asdict(info), indent=2))
+        if skipped:
+            (tmp / _SKIPPED).write_text(json.dumps(skipped, indent=1))
         os.replace(tmp, path)
     except SparkVisionError:
         raise
@@ -130,5 +137,53 @@ def ingest_cifar(spark: SparkSession, source, work_dir: str | os.PathLike, *,
     info = TableInfo(dataset=source.release.name, fingerprint=fp, class_names=source.label_names,
                      num_images=-1, has_test=source.has_test, source=source.root)
     table = write_table(spark, read_batches(spark, source), path, info)
+    table.reused = False
+    return table
+
+
+def ingest_folder(spark: SparkSession, source, work_dir: str | os.PathLike, *, strict: bool = False,
+                  progress: bool = True) -> ImageTable:
+    """The image table for a class-folder tree: decoded in tasks, bad files skipped and listed.
+
+    With ``strict``, any unreadable file is an error naming it, and no table is written.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from sparkvision.datasets.folder import read_images
+    from sparkvision.errors import BadDataError
+
+    fp = source.fingerprint()
+    path = table_path(work_dir, "folder", fp)
+    if (path / _META).is_file():
+        if progress:
+            print(f"  reusing the image table {path}", file=sys.stderr)
+        return read_table(spark, path)
+    if progress:
+        print(f"  decoding {source.num_files:,} image files under {source.root} in Spark tasks", file=sys.stderr)
+    old = spark.conf.get("spark.sql.files.openCostInBytes")
+    # Small files: count each by its size, not Spark's default 4 MB "open cost", so a task gets
+    # thousands of files rather than a few dozen (the main cost of Spark's own image source).
+    spark.conf.set("spark.sql.files.openCostInBytes", "8192")
+    decoded = read_images(spark, [source.root], source).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        bad = decoded.filter(F.col("error").isNotNull())
+        num_bad = bad.count()  # decodes every file once, filling the cache
+        skipped = [{"path": r.origin, "reason": r.error} for r in bad.select("origin", "error").limit(1000).collect()]
+        if num_bad and strict:
+            first = skipped[0]
+            raise BadDataError(f"{first['path']}: cannot be read as an image ({first['reason']}); {num_bad} such "
+                               f"file(s) under {source.root}. Remove or fix them, or run without --strict to skip them.")
+        good = decoded.filter(F.col("error").isNull()).drop("error")
+        info = TableInfo(dataset="folder", fingerprint=fp, class_names=source.class_names, num_images=-1,
+                         has_test=source.has_test, source=source.root, height=source.size, width=source.size,
+                         skipped=num_bad)
+        table = write_table(spark, good, path, info, skipped)
+    finally:
+        decoded.unpersist()
+        spark.conf.set("spark.sql.files.openCostInBytes", old)
+    if table.info.num_images == 0:
+        raise BadDataError(f"{source.root}: none of the {source.num_files} image files could be read "
+                           f"(first: {skipped[0]['path']}: {skipped[0]['reason']}).")
     table.reused = False
     return table

@@ -1,0 +1,154 @@
+"""Class-folder images: mixed formats, sizes and modes, broken files skipped or refused; predict."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import run_cli
+from sparkvision.cli import main
+from sparkvision.datasets.folder import decode_image, from_spark_image_df, locate_folder
+from sparkvision.datasets.table import ingest_folder
+from sparkvision.errors import BadDataError, DataNotFoundError
+
+COLOURS = {"cats": (200, 40, 40), "dogs": (40, 40, 200), "fish": (40, 200, 40)}
+FORMATS = ["jpg", "png", "bmp", "webp", "gif"]
+
+
+def _make_tree(root, per_class=24, broken=True):
+    rng = np.random.default_rng(0)
+    for cls, colour in COLOURS.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(colour, 25, size=(30 + 3 * i, 48, 3)), 0, 255).astype(np.uint8)
+            img = Image.fromarray(pixels)
+            fmt = FORMATS[i % len(FORMATS)]
+            if fmt == "gif":
+                img = img.convert("P")
+            elif i % 7 == 0:
+                img = img.convert("L")
+            elif fmt == "png" and i % 3 == 0:
+                img = img.convert("RGBA")
+            img.save(root / cls / f"{i}.{fmt}")
+    if broken:
+        (root / "cats" / "notes.jpg").write_bytes(b"this is not a picture")
+        good = (root / "dogs" / "1.png").read_bytes()
+        (root / "dogs" / "cut.png").write_bytes(good[: len(good) // 3])
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return _make_tree(tmp_path_factory.mktemp("photos") / "photos")
+
+
+def test_decode_policy_shorter_side_then_centre_crop():
+    # 64×32 image: left half black, right half white, a red centre column band
+    a = np.zeros((32, 64, 3), np.uint8)
+    a[:, 32:] = 255
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    out = decode_image(buf.getvalue(), 16)
+    assert out.shape == (16, 16, 3)
+    assert out[:, 0].mean() < 30 and out[:, -1].mean() > 225  # the centre 32 columns, halved: both halves kept
+
+
+def test_modes_become_rgb_and_transparency_goes_white():
+    for mode in ("L", "P", "RGBA", "LA"):
+        img = Image.new(mode, (5, 5))
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        out = decode_image(buf.getvalue(), 5)
+        assert out.shape == (5, 5, 3)
+        if mode in ("RGBA", "LA"):  # fully transparent black over white
+            assert (out == 255).all()
+
+
+def test_locate_checks_the_tree(tmp_path, tree):
+    src = locate_folder(tree)
+    assert src.class_names == ("cats", "dogs", "fish") and src.num_files == 74 and not src.has_test
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match=r"no images found.*\.jpg, \.jpeg, \.png, \.gif, \.bmp, \.webp"):
+        locate_folder(tmp_path / "empty")
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "one" / "only" / "a.png")
+    with pytest.raises(BadDataError, match="only one class folder"):
+        locate_folder(tmp_path / "one")
+
+
+def test_ingest_decodes_in_tasks_skips_and_lists_broken_files(spark, tree, tmp_path):
+    table = ingest_folder(spark, locate_folder(tree), tmp_path, progress=False)
+    assert table.info.num_images == 72 and table.info.skipped == 2
+    assert sorted(s["path"].rsplit("/", 1)[1] for s in table.skipped) == ["cut.png", "notes.jpg"]
+    assert "not an image" in next(s["reason"] for s in table.skipped if s["path"].endswith("notes.jpg"))
+    row = table.df.filter(table.df.origin.endswith("cats/2.bmp")).head()
+    expected = decode_image((tree / "cats" / "2.bmp").read_bytes(), 32)
+    assert row.label == 0 and row.data == expected.tobytes() and (row.height, row.width) == (32, 32)
+    again = ingest_folder(spark, locate_folder(tree), tmp_path, progress=False)
+    assert again.reused and again.info.skipped == 2 and len(again.skipped) == 2
+
+
+def test_strict_makes_a_broken_file_an_error_and_writes_nothing(spark, tree, tmp_path):
+    with pytest.raises(BadDataError, match="cannot be read as an image.*--strict"):
+        ingest_folder(spark, locate_folder(tree), tmp_path, strict=True, progress=False)
+    assert not (tmp_path / "tables").exists() or list((tmp_path / "tables").iterdir()) == []
+
+
+def test_train_test_layout(spark, tmp_path):
+    _make_tree(tmp_path / "t" / "train", per_class=6, broken=False)
+    _make_tree(tmp_path / "t" / "test", per_class=2, broken=False)
+    table = ingest_folder(spark, locate_folder(tmp_path / "t"), tmp_path / "w", progress=False)
+    counts = {r.split: r["count"] for r in table.df.groupBy("split").count().collect()}
+    assert counts == {"train": 18, "test": 6} and table.info.has_test
+
+
+def test_spark_image_source_rows_are_converted_from_bgr(spark, tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    Image.fromarray(np.array([[[255, 0, 0]]], np.uint8).repeat(4, 0).repeat(4, 1)).save(folder / "red.png")
+    rows = from_spark_image_df(spark.read.format("image").load(str(folder))).collect()
+    assert len(rows) == 1 and rows[0].data[:3] == bytes([255, 0, 0])
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tree, tmp_path_factory):
+    base = tmp_path_factory.mktemp("folder-run")
+    assert main(["run", "--data", str(tree), "--work-dir", str(base / "w"), "--out", str(base / "out"),
+                 "--quiet", "--num-trees", "5"]) == 0
+    return base / "out"
+
+
+def test_run_trains_on_a_class_folder(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["class_names"] == ["cats", "dogs", "fish"] and metrics["accuracy"] > 0.8
+    assert metrics["data"]["skipped_files"] == 2
+
+
+def test_predict_labels_files_folders_and_globs(spark, trained, tree, tmp_path):
+    from sparkvision.predict import predict
+
+    out = tmp_path / "p.csv"
+    result = predict(spark, str(trained), [str(tree / "cats" / "0.jpg"), str(tree / "dogs" / "*.png"),
+                                           str(tree / "fish")], top_k=2, out=str(out), progress=False)
+    rows = list(csv.DictReader(out.open()))
+    assert result["predicted"] == len(rows) == 1 + 5 + 24
+    assert [s["path"].rsplit("/", 1)[1] for s in result["skipped"]] == ["cut.png"]
+    right = sum(r["label_1"] == r["path"].split("/")[-2] for r in rows)
+    assert right / len(rows) > 0.8
+    assert all(float(r["probability_1"]) >= float(r["probability_2"]) for r in rows)
+
+
+def test_predict_cli_jsonl_and_bad_model_folder(trained, tree, tmp_path):
+    out = tmp_path / "one.jsonl"
+    result = run_cli("predict", str(trained / "model"), str(tree / "fish" / "2.bmp"), "--out", str(out),
+                     "--top-k", "3", "--conf", "spark.ui.enabled=false")
+    assert result.returncode == 0, result.stderr
+    line = json.loads(out.read_text())
+    assert line["path"].endswith("fish/2.bmp") and len(line["top"]) == 3 and line["top"][0]["label"] == "fish"
+    bad = run_cli("predict", str(tmp_path), str(tree / "fish" / "2.bmp"))
+    assert bad.returncode == 3 and "not a sparkvision model" in bad.stderr
