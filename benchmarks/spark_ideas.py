@@ -505,7 +505,7 @@ def print_report(r: dict[str, Any]) -> None:
     a = r["a_serialization"]
     print(f"\na. serialization, one core, plain Python, {a['images']:,} images (µs per image)")
     for k, v in a["us_per_image"].items():
-        print(f"   {k:<28}{v:9.1f}")
+        print(f"   {k:<34}{v:9.1f}")
     print(f"   raw path is {a['speedup_raw_vs_png']:.0f}x faster than the PNG path; "
           f"Pillow gray == rgb_to_gray: {a['pillow_gray_equals_rgb_to_gray']}")
     print(f"   mean PNG size: RGB {a['mean_png_bytes_rgb']:.0f} B (raw {a['raw_bytes_rgb']}), "
@@ -521,7 +521,8 @@ def print_report(r: dict[str, Any]) -> None:
     print("   py peak: growth of this Python driver's peak RSS, reset before each way; memory freed by one way\n"
           "   is reused by the next. JVM peak: in local mode the driver and the executors are one JVM, whose\n"
           "   heap grows once and stays, so the first way pays for it: not a driver-vs-executor figure.")
-    print(f"   tasks_read_batches: {b['tasks_read_batches']['partitions']} partitions (one per batch file)")
+    print(f"   tasks_read_batches: {b['tasks_read_batches']['partitions']} partitions (binaryFile packs whole files "
+          "into splits of about total size / cores)")
     for k in ("driver_parallelize_raw", "driver_parallelize_png"):
         v = b[k]
         print(f"   {k}: driver build {v['build_s']:.2f} s + union {v['union_s'] * 1e3:.1f} ms + count {v['count_s']:.2f} s")

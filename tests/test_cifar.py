@@ -178,3 +178,27 @@ def test_archive_members_cannot_escape_the_cache(tmp_path):
     with pytest.raises(DataNotFoundError):
         locate(path, tmp_path / "cache")
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+# ── CIFAR-100: the same code, other facts ────────────────────────────────────
+
+def test_cifar100_fine_and_coarse_from_the_python_release(tmp_path):
+    from sparkvision.datasets.cifar import CIFAR100, CIFAR100_COARSE
+
+    write_python_release(tmp_path, 30, with_test=True, release=CIFAR100)
+    fine = locate(tmp_path, tmp_path / "c", CIFAR100)
+    assert [f.name for f in fine.files] == ["train", "test"] and len(fine.label_names) == 100
+    labels, _ = parse_python_batch(open(fine.files[0].path, "rb").read(), "train", CIFAR100)
+    coarse_labels, _ = parse_python_batch(open(fine.files[0].path, "rb").read(), "train", CIFAR100_COARSE)
+    assert labels.max() < 100 and (coarse_labels == labels % 20).all()
+    assert locate(tmp_path, tmp_path / "c", CIFAR100_COARSE).label_names[0] == "aquatic_mammals"
+
+
+def test_cifar100_binary_records_carry_two_label_bytes(tmp_path):
+    from sparkvision.datasets.cifar import CIFAR100
+
+    folder = write_binary_release(tmp_path, 12, release=CIFAR100)
+    raw = (folder / "train.bin").read_bytes()
+    assert len(raw) == 12 * 3074
+    labels, data = parse_binary_batch(raw, "train.bin", CIFAR100)
+    assert data.shape == (12, 3072) and labels.max() < 100

@@ -119,3 +119,15 @@ def test_missing_java_gets_one_clear_message(tmp_path):
 def test_check_java_passes_here():
     result = run_cli("check-java")
     assert result.returncode == 0 and "Java" in result.stdout
+
+
+def test_cifar100_runs_through_the_same_path(spark, tmp_path):
+    from sparkvision.datasets.cifar import CIFAR100
+
+    write_python_release(tmp_path / "c100", 300, with_test=True, release=CIFAR100)
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(tmp_path / "c100"), "--dataset", "cifar100", "--work-dir",
+                 str(tmp_path / "w"), "--out", str(out), "--num-trees", "3", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["class_names"]) == 100 and metrics["data"]["evaluated_on"] == "test_batch"
+    assert metrics["num_evaluated"] == 300

@@ -284,6 +284,7 @@ class _Progress:
 
 
 def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike, work_dir: str,
+                   dataset: str = "cifar10",
                    spark_settings=None, spark=None, progress: bool = True) -> dict[str, Any]:
     """Run every scenario not already recorded in ``out``; write results and the report.
 
@@ -305,7 +306,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
         shutil.rmtree(stale, ignore_errors=True)
     (out / "experiment.toml").write_text(experiment.text)
     p = _Progress(progress)
-    source = locate_data(data, work_dir, progress=progress)
+    source = locate_data(data, work_dir, dataset=dataset, progress=progress)
     if spark is None:
         p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
         spark = build_session(spark_settings)

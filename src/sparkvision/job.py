@@ -34,6 +34,7 @@ class RunConfig:
     """Everything that decides what a run computes (and is recorded in its metrics.json)."""
 
     data: str = "auto"
+    dataset: str = "cifar10"       # which CIFAR release --data holds: cifar10, cifar100, cifar100-coarse
     features: str = "gray"
     model: str = "random_forest"
     params: dict[str, Any] = field(default_factory=dict)  # the model's Params, over its defaults
@@ -138,21 +139,29 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
 
 
 def _looks_like_cifar(path: Path) -> bool:
-    from sparkvision.datasets.cifar import CIFAR10
+    from sparkvision.datasets.cifar import RELEASES
 
-    names = {CIFAR10.base_folder, CIFAR10.bin_folder, CIFAR10.filename, "data_batch_1", "data_batch_1.bin"}
+    names = {n for r in RELEASES.values() for n in (r.base_folder, r.bin_folder, r.filename, r.train_list[0],
+                                                    r.train_list[0] + ".bin")}
     return path.is_file() or any((path / n).exists() for n in names)
 
 
-def locate_data(data: str, work_dir: str, *, image_size: int = 32, progress: bool = True):
-    """The source at ``data``: a CIFAR-10 release (folder, archive, or ``auto``) or a class-folder tree."""
-    from sparkvision.datasets.cifar import CIFAR10, locate
+def locate_data(data: str, work_dir: str, *, dataset: str = "cifar10", image_size: int = 32,
+                progress: bool = True):
+    """The source at ``data``: a CIFAR release (folder, archive, or ``auto``) or a class-folder tree.
+
+    ``dataset`` names the CIFAR release (cifar10, cifar100 or cifar100-coarse); a folder of
+    class folders is recognised by having none of a release's files.
+    """
+    from sparkvision.datasets.cifar import RELEASES, locate
     from sparkvision.datasets.folder import locate_folder
 
+    if dataset not in RELEASES:
+        raise ConfigError(f"--dataset {dataset!r}: choose one of {', '.join(RELEASES)}.")
     path = Path(data).expanduser()
     if data != "auto" and path.is_dir() and not _looks_like_cifar(path):
         return locate_folder(path, image_size)
-    return locate(data, Path(work_dir), CIFAR10, progress=progress)
+    return locate(data, Path(work_dir), RELEASES[dataset], progress=progress)
 
 
 def ingest(spark, source, work_dir: str, *, strict: bool = False, progress: bool = True):
@@ -197,7 +206,8 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     p = Progress(5, progress)
     try:
         # Find and check the data before starting a JVM: a wrong path fails in a second.
-        source = locate_data(config.data, config.work_dir, image_size=config.image_size, progress=progress)
+        source = locate_data(config.data, config.work_dir, dataset=config.dataset, image_size=config.image_size,
+                             progress=progress)
         with p.phase("session", f"starting Spark ({config.spark.master})"):
             if spark is None:
                 spark = build_session(config.spark)

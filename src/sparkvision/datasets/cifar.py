@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -81,6 +81,42 @@ CIFAR10 = CifarRelease(
     label_names=("airplane", "automobile", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck"),
 )
+
+_CIFAR100_FINE = tuple("""apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
+dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion
+lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear
+pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew
+skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
+tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split())
+_CIFAR100_COARSE = tuple("""aquatic_mammals fish flowers food_containers fruit_and_vegetables
+household_electrical_devices household_furniture insects large_carnivores large_man-made_outdoor_things
+large_natural_outdoor_scenes large_omnivores_and_herbivores medium_mammals non-insect_invertebrates people
+reptiles small_mammals trees vehicles_1 vehicles_2""".split())
+
+# CIFAR-100 is the same release format with other facts: one train and one test file, fine and
+# coarse labels (binary records carry both: coarse byte, then fine byte).
+CIFAR100 = CifarRelease(
+    name="cifar100",
+    url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    filename="cifar-100-python.tar.gz",
+    tgz_md5="eb9058c3a382ffc7106e4002c42a8d85",
+    base_folder="cifar-100-python",
+    bin_folder="cifar-100-binary",
+    train_list=("train",),
+    test_list=("test",),
+    meta="meta",
+    bin_meta="fine_label_names.txt",
+    label_key="fine_labels",
+    label_names_key="fine_label_names",
+    label_names=_CIFAR100_FINE,
+    bin_label_bytes=2,
+    bin_label_index=1,
+)
+CIFAR100_COARSE = replace(CIFAR100, name="cifar100-coarse", bin_meta="coarse_label_names.txt",
+                          label_key="coarse_labels", label_names_key="coarse_label_names",
+                          label_names=_CIFAR100_COARSE, bin_label_index=0)
+RELEASES = {r.name: r for r in (CIFAR10, CIFAR100, CIFAR100_COARSE)}
 
 _HOW_TO_PASS = (
     "Pass --data PATH with a folder holding cifar-10-batches-py (or cifar-10-batches-bin), that "

@@ -40,6 +40,9 @@ def write_python_release(root: str | os.PathLike, images_per_batch: int = 60, *,
         labels, data = synthetic_images(images_per_batch, release.num_classes, seed=seed + i)
         batch = {b"batch_label": name.encode(), release.label_key.encode(): [int(v) for v in labels],
                  b"data": data, b"filenames": [f"{name}_{j}.png".encode() for j in range(len(labels))]}
+        if release.name.startswith("cifar100"):  # the real files carry both label sets
+            batch.setdefault(b"coarse_labels", [int(v) % 20 for v in labels])
+            batch.setdefault(b"fine_labels", [int(v) for v in labels])
         (folder / name).write_bytes(pickle.dumps(batch, protocol=3))
     meta = {b"num_cases_per_batch": images_per_batch, b"num_vis": PIXELS,
             release.label_names_key.encode(): [n.encode() for n in release.label_names]}
@@ -55,7 +58,9 @@ def write_binary_release(root: str | os.PathLike, images_per_batch: int = 60, *,
     names = release.train_list + (release.test_list if with_test else ())
     for i, name in enumerate(names):
         labels, data = synthetic_images(images_per_batch, release.num_classes, seed=seed + i)
-        records = np.concatenate([labels.astype(np.uint8)[:, None], data], axis=1)
+        head = np.zeros((len(labels), release.bin_label_bytes), np.uint8)
+        head[:, release.bin_label_index] = labels
+        records = np.concatenate([head, data], axis=1)
         (folder / f"{name}.bin").write_bytes(records.tobytes())
     (folder / release.bin_meta).write_text("\n".join(release.label_names) + "\n")
     return folder
