@@ -30,9 +30,9 @@ model = "naive_bayes"
 features = ["gray", "rgb"]
 
 [[scenario]]
-name = "broken"
-model = "decision_tree"
-params = { maxBins = 1 }
+name = "broken"   # valid parameters, but Bernoulli naive Bayes refuses non-binary pixels when fitting
+model = "naive_bayes"
+params = { modelType = "bernoulli" }
 
 [[scenario]]
 name = "overlap"   # the same point as one of "trees": run once
@@ -84,6 +84,14 @@ def test_bad_experiment_files_fail_before_any_work(text, message):
     assert str(info.value).startswith("my.toml")
 
 
+def test_bad_parameter_values_fail_before_any_data_is_read(spark, cifar_py, tmp_path):
+    exp = parse_experiment("[[scenario]]\nname='t'\nmodel='random_forest'\nparams={ numTrees = [5, 0] }", "v.toml")
+    with pytest.raises(ConfigError, match=r"v.toml, scenario t .*numTrees=0.*numTrees"):
+        run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
+                       progress=False)
+    assert not (tmp_path / "w" / "tables").exists()  # nothing was ingested
+
+
 @pytest.fixture(scope="module")
 def small_run(spark, cifar_py, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / "out"
@@ -103,8 +111,8 @@ def test_each_scenario_is_measured_and_a_failure_is_recorded(small_run):
                 "predict_seconds", "model_bytes"):
         assert key in forest
     assert forest["model_bytes"] > 0 and (out / "scenarios" / forest["key"] / "model").is_dir()
-    broken = by_name["decision_tree gray maxBins=1"]
-    assert broken["status"] == "failed" and "maxBins" in broken["error"]
+    broken = by_name["naive_bayes gray modelType=bernoulli"]
+    assert broken["status"] == "failed" and "0 or 1" in broken["error"]
     # every scenario was scored on the same held-out images
     sizes = {sum(map(sum, r["confusion_matrix"])) for r in result["results"] if r["status"] == "done"}
     assert len(sizes) == 1 and result["summary"]["num_test"] == sizes.pop()
@@ -171,3 +179,20 @@ def test_killed_experiment_resumes_to_the_same_results(cifar_py, tmp_path):
 
     assert accuracies(killed) == accuracies(tmp_path / "straight")
     assert not list((killed / "scenarios").glob(".*"))  # the interrupted scenario's leftovers are gone
+
+
+def test_tuning_searches_on_training_data_and_records_the_choice(spark, cifar_py, tmp_path):
+    exp = parse_experiment("""
+[[scenario]]
+name = "tuned"
+model = "logistic_regression"
+params = { maxIter = 20 }
+tune = { method = "train_validation_split", params = { regParam = [0.001, 10.0] }, parallelism = 2 }
+""", "tune.toml")
+    result = run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
+                            progress=False)
+    (r,) = result["results"]
+    assert r["status"] == "done", r.get("error")
+    assert r["tuned"]["method"] == "train_validation_split"
+    assert r["tuned"]["best_params"] == {"regParam": 0.001}  # a huge penalty cannot win on learnable data
+    assert 0 < r["tuned"]["validation_accuracy"] <= 1 and r["name"].endswith("tuned")

@@ -176,7 +176,9 @@ def _error_text(exc: BaseException) -> str:
     err = decode_task_error(exc)
     if err is not None:
         return str(err)
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    # Py4J wraps the JVM's message after a line naming the call, and appends a stack trace.
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()
+             and not line.startswith("An error occurred while calling") and not line.lstrip().startswith("at ")]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
 
 
@@ -255,6 +257,21 @@ def _tune(est, scenario: Scenario, train, seed: int):
                               "validation_accuracy": float(scores[best])}
 
 
+def _check_values(experiment: Experiment, source) -> None:
+    """Hand every scenario's parameters to MLlib's own validators (needs a session)."""
+    from sparkvision.classifiers import build_classifier
+    from sparkvision.features import feature_size
+    from sparkvision.fitting import check_on_jvm
+
+    for s in experiment.scenarios:
+        try:
+            est = build_classifier(s.model, num_features=feature_size(s.features, source),
+                                   num_classes=len(source.label_names), **s.params)
+            check_on_jvm(est)
+        except (ConfigError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{experiment.source}, scenario {s.group} ({s.name}): {exc}") from None
+
+
 def _warm_up(train, seed: int) -> None:
     """One small untimed fit, so the first scenario's fit time does not include the JVM
     compiling MLlib's code paths (measured here without it: the first scenario fitted 10 trees in
@@ -310,6 +327,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     if spark is None:
         p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
         spark = build_session(spark_settings)
+    _check_values(experiment, source)  # a bad value (numTrees = 0) fails now, before any data is read
     try:
         table = ingest(spark, source, work_dir, progress=progress)
     except SparkVisionError:

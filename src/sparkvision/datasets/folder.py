@@ -113,14 +113,14 @@ def decode_image(content: bytes, size: int = 32) -> np.ndarray:
             rgba = img.convert("RGBA")
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             img = Image.alpha_composite(white, rgba).convert("RGB")
-        else:
+        elif img.mode != "RGB":  # most JPEGs are RGB already: no copy
             img = img.convert("RGB")
         w, h = img.size
         if (w, h) != (size, size):
             scale = size / min(w, h)
             img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
             img = ImageOps.fit(img, (size, size), Image.Resampling.BICUBIC, centering=(0.5, 0.5))
-        return np.asarray(img, dtype=np.uint8)
+        return np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(size, size, 3)
 
 
 def _label_of(path: str, source: FolderSource) -> tuple[str, str]:

@@ -60,6 +60,7 @@ class TableInfo:
     width: int = 32
     channels: int = 3
     skipped: int = 0              # unreadable files left out (class-folder sources)
+    error_column: bool = False    # rows of unreadable files are stored, with an error, and filtered out on read
     version: int = TABLE_VERSION
 
 
@@ -86,15 +87,31 @@ def read_table(spark: SparkSession, path: str | os.PathLike) -> ImageTable:
     meta["class_names"] = tuple(meta["class_names"])
     info = TableInfo(**meta)
     skipped = json.loads((path / _SKIPPED).read_text()) if (path / _SKIPPED).is_file() else []
-    return ImageTable(path, info, spark.read.schema(TABLE_SCHEMA).parquet(str(path)), reused=True, skipped=skipped)
+    return ImageTable(path, info, _rows(spark, path, info.error_column), reused=True, skipped=skipped)
+
+
+def _rows(spark: SparkSession, path: Path, error_column: bool) -> DataFrame:
+    if not error_column:
+        return spark.read.schema(TABLE_SCHEMA).parquet(str(path))
+    from pyspark.sql import functions as F
+
+    stored = spark.read.parquet(str(path))
+    return stored.filter(F.col("error").isNull()).select(*TABLE_SCHEMA.fieldNames())
 
 
 def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, info: TableInfo,
-                skipped: list[dict] | None = None) -> ImageTable:
-    """Write ``rows`` as Parquet at ``path`` atomically, with ``info`` (and ``skipped``) beside it.
+                strict: bool = False) -> ImageTable:
+    """Write ``rows`` as Parquet at ``path`` atomically, with ``info`` beside it.
 
-    Errors that tasks raised about the data come back as the project's own error types.
+    ``rows`` may carry an ``error`` column (files that could not be decoded): those rows are
+    stored but left out when the table is read, and listed in ``_skipped.json`` — one decoding
+    pass finds both. With ``strict``, any such row is an error and no table is left. Errors that
+    tasks raised about the data come back as the project's own error types.
     """
+    from pyspark.sql import functions as F
+
+    from sparkvision.errors import BadDataError
+
     path = Path(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{int(time.time())}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +120,23 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
         # number of cores; one file per task would leave cores idle when tasks are few.
         (rows.write.option("maxRecordsPerFile", 4096).option("parquet.block.size", 8 << 20)
          .parquet(str(tmp)))
-        df = spark.read.schema(TABLE_SCHEMA).parquet(str(tmp))
-        info = TableInfo(**{**asdict(info), "num_images": df.count()})
+        has_errors = "error" in rows.columns
+        skipped, num_bad = [], 0
+        if has_errors:  # one pass over the small error column counts both kinds
+            stored = spark.read.parquet(str(tmp))
+            counts = {r.ok: r["count"] for r in
+                      stored.groupBy(F.col("error").isNull().alias("ok")).count().collect()}
+            num_images, num_bad = counts.get(True, 0), counts.get(False, 0)
+            if num_bad:
+                bad = stored.filter(F.col("error").isNotNull()).select("origin", "error").limit(1000)
+                skipped = [{"path": r.origin, "reason": r.error} for r in bad.collect()]
+            if num_bad and strict:
+                raise BadDataError(f"{skipped[0]['path']}: cannot be read as an image ({skipped[0]['reason']}); "
+                                   f"{num_bad} such file(s) under {info.source}. Remove or fix them, or run "
+                                   "without --strict to skip and list them.")
+        else:
+            num_images = _rows(spark, tmp, False).count()
+        info = TableInfo(**{**asdict(info), "num_images": num_images, "skipped": num_bad, "error_column": has_errors})
         (tmp / _META).write_text(json.dumps(asdict(info), indent=2))
         if skipped:
             (tmp / _SKIPPED).write_text(json.dumps(skipped, indent=1))
@@ -121,6 +153,15 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
     return read_table(spark, path)
 
 
+def _reuse(spark: SparkSession, path: Path, progress: bool) -> ImageTable | None:
+    """The table already at ``path``, if there is one (tables are renamed into place only when complete)."""
+    if not (path / _META).is_file():
+        return None
+    if progress:
+        print(f"  reusing the image table {path}", file=sys.stderr)
+    return read_table(spark, path)
+
+
 def ingest_cifar(spark: SparkSession, source, work_dir: str | os.PathLike, *,
                  progress: bool = True) -> ImageTable:
     """The image table for a located CIFAR release: reused when its inputs are unchanged."""
@@ -128,10 +169,8 @@ def ingest_cifar(spark: SparkSession, source, work_dir: str | os.PathLike, *,
 
     fp = source.fingerprint()
     path = table_path(work_dir, source.release.name, fp)
-    if (path / _META).is_file():
-        if progress:
-            print(f"  reusing the image table {path}", file=sys.stderr)
-        return read_table(spark, path)
+    if (existing := _reuse(spark, path, progress)) is not None:
+        return existing
     if progress:
         print(f"  reading {len(source.files)} batch files from {source.root} in Spark tasks", file=sys.stderr)
     info = TableInfo(dataset=source.release.name, fingerprint=fp, class_names=source.label_names,
@@ -147,43 +186,29 @@ def ingest_folder(spark: SparkSession, source, work_dir: str | os.PathLike, *, s
 
     With ``strict``, any unreadable file is an error naming it, and no table is written.
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     from sparkvision.datasets.folder import read_images
     from sparkvision.errors import BadDataError
 
     fp = source.fingerprint()
     path = table_path(work_dir, "folder", fp)
-    if (path / _META).is_file():
-        if progress:
-            print(f"  reusing the image table {path}", file=sys.stderr)
-        return read_table(spark, path)
+    if (existing := _reuse(spark, path, progress)) is not None:
+        return existing
     if progress:
         print(f"  decoding {source.num_files:,} image files under {source.root} in Spark tasks", file=sys.stderr)
     old = spark.conf.get("spark.sql.files.openCostInBytes")
     # Small files: count each by its size, not Spark's default 4 MB "open cost", so a task gets
     # thousands of files rather than a few dozen (the main cost of Spark's own image source).
     spark.conf.set("spark.sql.files.openCostInBytes", "8192")
-    decoded = read_images(spark, [source.root], source).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        bad = decoded.filter(F.col("error").isNotNull())
-        num_bad = bad.count()  # decodes every file once, filling the cache
-        skipped = [{"path": r.origin, "reason": r.error} for r in bad.select("origin", "error").limit(1000).collect()]
-        if num_bad and strict:
-            first = skipped[0]
-            raise BadDataError(f"{first['path']}: cannot be read as an image ({first['reason']}); {num_bad} such "
-                               f"file(s) under {source.root}. Remove or fix them, or run without --strict to skip them.")
-        good = decoded.filter(F.col("error").isNull()).drop("error")
         info = TableInfo(dataset="folder", fingerprint=fp, class_names=source.class_names, num_images=-1,
-                         has_test=source.has_test, source=source.root, height=source.size, width=source.size,
-                         skipped=num_bad)
-        table = write_table(spark, good, path, info, skipped)
+                         has_test=source.has_test, source=source.root, height=source.size, width=source.size)
+        table = write_table(spark, read_images(spark, [source.root], source), path, info, strict=strict)
     finally:
-        decoded.unpersist()
         spark.conf.set("spark.sql.files.openCostInBytes", old)
     if table.info.num_images == 0:
+        shutil.rmtree(path, ignore_errors=True)  # a table of nothing is no table
+        first = table.skipped[0]
         raise BadDataError(f"{source.root}: none of the {source.num_files} image files could be read "
-                           f"(first: {skipped[0]['path']}: {skipped[0]['reason']}).")
+                           f"(first: {first['path']}: {first['reason']}).")
     table.reused = False
     return table
