@@ -179,7 +179,8 @@ def _error_text(exc: BaseException) -> str:
     # Py4J wraps the JVM's message after a line naming the call, and appends a stack trace.
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()
              and not line.startswith("An error occurred while calling") and not line.lstrip().startswith("at ")]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= 300 else text[:300] + " …"  # some messages print whole vectors
 
 
 def _fit_scenario(spark, scenario: Scenario, train, test, class_names, num_features: int, seed: int,
