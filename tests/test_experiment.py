@@ -196,3 +196,16 @@ tune = { method = "train_validation_split", params = { regParam = [0.001, 10.0] 
     assert r["tuned"]["method"] == "train_validation_split"
     assert r["tuned"]["best_params"] == {"regParam": 0.001}  # a huge penalty cannot win on learnable data
     assert 0 < r["tuned"]["validation_accuracy"] <= 1 and r["name"].endswith("tuned")
+
+
+def test_repeats_use_new_seeds_and_report_mean_and_std(spark, cifar_py, tmp_path):
+    import statistics
+
+    exp = parse_experiment("seed = 3\nrepeats = 3\n[[scenario]]\nname='r'\nmodel='random_forest'\n"
+                           "params={ numTrees = 2, maxDepth = 2 }", "rep.toml")
+    (r,) = run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
+                          progress=False)["results"]
+    assert [x["seed"] for x in r["repeats"]] == [3, 4, 5]
+    accs = [x["accuracy"] for x in r["repeats"]]
+    assert r["accuracy"] == pytest.approx(statistics.fmean(accs))
+    assert r["accuracy_std"] == pytest.approx(statistics.pstdev(accs))
