@@ -183,7 +183,7 @@ def _error_text(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:300] + " …"  # some messages print whole vectors
 
 
-def _fit_scenario(spark, scenario: Scenario, train, test, class_names, num_features: int, seed: int,
+def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: int, seed: int,
                   feature_stages: list, work: Path) -> dict[str, Any]:
     """Fit and score one scenario (all its repeats) on cached features; save its model under ``work``."""
     from pyspark.ml import PipelineModel
@@ -373,7 +373,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
                 shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt
                 work.mkdir()
                 try:
-                    record.update(_fit_scenario(spark, scenario, f_train, f_test, info.class_names,
+                    record.update(_fit_scenario(scenario, f_train, f_test, info.class_names,
                                                 feature_size(features, info), experiment.seed, stages, work))
                     record.update(status="done", error=None)
                 except Exception as exc:  # recorded, and the experiment goes on

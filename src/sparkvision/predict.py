@@ -78,6 +78,7 @@ def _top_k(pred, class_names: list[str], k: int):
 
 
 def _write(rows: Iterator, out: Path | None, fmt: str, k: int) -> int:
+    """Stream prediction rows as CSV or JSON lines to ``out`` (temp name, renamed when complete) or stdout."""
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}") if out else None
     handle = open(tmp, "w", newline="") if tmp else sys.stdout
     n = 0
@@ -93,13 +94,14 @@ def _write(rows: Iterator, out: Path | None, fmt: str, k: int) -> int:
                 handle.write(json.dumps({"path": row.path, "top": [{"label": l, "probability": p}
                                                                    for l, p in pairs]}) + "\n")
             n += 1
-        if tmp:
+    except BaseException:
+        if tmp:  # a half-written file is never left where the output is expected
             handle.close()
-            os.replace(tmp, out)
-    finally:
-        if tmp:
-            handle.close()
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp:
+        handle.close()
+        os.replace(tmp, out)
     return n
 
 
