@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from sparkvision.datasets.cifar import CIFAR10, locate
+from sparkvision.datasets.cifar import locate
 from sparkvision.datasets.synthetic import synthetic_images, write_binary_release, write_python_release
 from sparkvision.datasets.table import TABLE_SCHEMA, ingest_cifar
 from sparkvision.errors import BadDataError, UnsafeDataError
