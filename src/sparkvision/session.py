@@ -78,8 +78,8 @@ def _is_loopback_master(master: str) -> bool:
 def build_session(settings: SparkSettings | None = None, *, show_progress: bool | None = None):
     """Start (or reuse) a SparkSession configured from ``settings``.
 
-    Local mode binds the driver to 127.0.0.1, so nothing listens on other interfaces. Python
-    workers use this interpreter unless PYSPARK_PYTHON says otherwise. Spark's console progress
+    Local mode binds the driver to 127.0.0.1, so nothing listens on other interfaces, and its
+    Python workers use this interpreter unless PYSPARK_PYTHON says otherwise. Spark's console progress
     bar is shown only when stderr is a terminal (``show_progress`` overrides).
     """
     from pyspark.sql import SparkSession
@@ -91,7 +91,6 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     if s.shuffle_partitions < 1:
         raise ConfigError(f"shuffle partitions must be at least 1, not {s.shuffle_partitions}.")
     java_version()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     log_conf = Path(__file__).with_name("log4j2.properties")
@@ -102,9 +101,11 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
         "spark.ui.showConsoleProgress": str(bool(show_progress)).lower(),
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_conf}",
-        "spark.pyspark.python": os.environ["PYSPARK_PYTHON"],
     }
     if _is_loopback_master(s.master):
+        # Executors on this machine run this interpreter; on a real cluster the workers' own
+        # Python is used unless PYSPARK_PYTHON or spark.pyspark.python says otherwise.
+        conf["spark.pyspark.python"] = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # nothing listens on other interfaces
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
