@@ -6,7 +6,7 @@ DATA   ?= auto
 ARGS   ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test experiment setup check-java bench clean
+.PHONY: run test experiment notebook setup check-java bench clean
 
 # The stamp is rebuilt only when pyproject.toml changes, so a second `make run` reuses the venv.
 $(STAMP): pyproject.toml
@@ -26,6 +26,11 @@ run: check-java
 
 experiment: check-java
 	$(VENV)/bin/sparkvision experiment --data $(DATA) $(ARGS)
+
+# JupyterLab is an optional extra: the core install stays lean.
+notebook: check-java
+	@$(PY) -m pip install --quiet -e '.[notebook]'
+	$(VENV)/bin/jupyter lab notebooks/cifar10_pipeline.ipynb
 
 test: check-java
 	$(PY) -m pytest -q

@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark():
-    from sparkvision.session import SparkSettings, build_session
+    from sparkvision.spark_session import SparkSettings, build_session
 
     session = build_session(SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4,
                                           app_name="sparkvision-tests",

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from sparkvision.datasets.folder import locate_folder
     from sparkvision.datasets.table import ingest_folder
-    from sparkvision.session import SparkSettings, build_session
+    from sparkvision.spark_session import SparkSettings, build_session
 
     source = locate_folder(args.root)
     n = source.num_files

@@ -68,7 +68,7 @@ from sparkvision.datasets.table import ingest_cifar  # noqa: E402
 from sparkvision.features import Grayscale, PixelVectorizer, rgb_to_gray  # noqa: E402
 from sparkvision.fitting import label_with_classes  # noqa: E402
 from sparkvision.job import split_table  # noqa: E402
-from sparkvision.session import SparkSettings, build_session  # noqa: E402
+from sparkvision.spark_session import SparkSettings, build_session  # noqa: E402
 
 RAW_BYTES = 32 * 32 * 3
 

@@ -152,3 +152,12 @@ def test_predict_cli_jsonl_and_bad_model_folder(trained, tree, tmp_path):
     assert line["path"].endswith("fish/2.bmp") and len(line["top"]) == 3 and line["top"][0]["label"] == "fish"
     bad = run_cli("predict", str(tmp_path), str(tree / "fish" / "2.bmp"))
     assert bad.returncode == 3 and "not a sparkvision model" in bad.stderr
+
+
+def test_public_api_loads_folders_and_refuses_a_folder_as_cifar(spark, tree, tmp_path):
+    import sparkvision as sv
+
+    table = sv.load_folder(spark, tree, work_dir=tmp_path, progress=False)
+    assert table.info.num_images == 72 and table.info.class_names == ("cats", "dogs", "fish")
+    with pytest.raises(DataNotFoundError, match="use load_folder"):
+        sv.load_cifar10(spark, tree, work_dir=tmp_path, progress=False)

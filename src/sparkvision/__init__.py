@@ -3,6 +3,42 @@
 The first job is CIFAR-10: read the release's batches inside Spark tasks into a Parquet image
 table, turn pixels into features with vectorised pyspark.ml stages, and fit an MLlib classifier
 in a Pipeline. ``sparkvision run`` does it end to end; see README.md.
+
+The same pieces are a Python API (loaded on first use, so the command line starts fast):
+
+>>> import sparkvision as sv
+>>> sorted(sv.CLASSIFIERS)[:3]
+['decision_tree', 'gbt', 'linear_svc']
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# name -> module it lives in; imported when first asked for (PEP 562)
+_API = {
+    "session": "sparkvision.api", "load_cifar10": "sparkvision.api", "load_folder": "sparkvision.api",
+    "save_model": "sparkvision.api", "load_model": "sparkvision.api",
+    "Grayscale": "sparkvision.features", "PixelVectorizer": "sparkvision.features",
+    "feature_stages": "sparkvision.features", "rgb_to_gray": "sparkvision.features",
+    "build_classifier": "sparkvision.classifiers", "CLASSIFIERS": "sparkvision.classifiers",
+    "fit_pipeline": "sparkvision.fitting", "label_with_classes": "sparkvision.fitting",
+    "split_table": "sparkvision.job", "evaluate": "sparkvision.evaluation",
+    "predict": "sparkvision.predict", "write_python_release": "sparkvision.datasets.synthetic",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sparkvision' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

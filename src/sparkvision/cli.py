@@ -35,7 +35,7 @@ def _param_value(text: str) -> Any:
 
 
 def _add_spark_options(parser: argparse.ArgumentParser) -> None:
-    from sparkvision.session import SparkSettings
+    from sparkvision.spark_session import SparkSettings
 
     s = SparkSettings()
     group = parser.add_argument_group("Spark")
@@ -50,7 +50,7 @@ def _add_spark_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _spark_settings(args: argparse.Namespace):
-    from sparkvision.session import SparkSettings
+    from sparkvision.spark_session import SparkSettings
 
     return SparkSettings(master=args.master, driver_memory=args.driver_memory,
                          executor_memory=args.executor_memory, memory_overhead=args.memory_overhead,
@@ -165,7 +165,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import time
 
     from sparkvision.predict import find_model, predict
-    from sparkvision.session import build_session
+    from sparkvision.spark_session import build_session
 
     started = time.perf_counter()
     find_model(args.model_dir)  # a wrong folder fails before the JVM starts
@@ -184,7 +184,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_check_java(args: argparse.Namespace) -> int:
     """``sparkvision check-java``: one line saying which Java Spark will use."""
-    from sparkvision.session import java_version
+    from sparkvision.spark_session import java_version
 
     major, line = java_version()
     print(f"Java {major} OK ({line})")

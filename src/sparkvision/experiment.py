@@ -315,7 +315,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     from sparkvision.fitting import label_with_classes
     from sparkvision.job import _versions, ingest, locate_data, split_table
     from sparkvision.report import write_report
-    from sparkvision.session import build_session
+    from sparkvision.spark_session import build_session
 
     started = time.perf_counter()
     out = Path(out)

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from sparkvision import __version__
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
-from sparkvision.session import SparkSettings
+from sparkvision.spark_session import SparkSettings
 
 FEATURE_SETS = ("gray", "rgb")
 LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel: class names, image size
@@ -120,7 +120,7 @@ def _versions(spark) -> dict[str, str]:
     import pandas
     import pyarrow
 
-    from sparkvision.session import java_version
+    from sparkvision.spark_session import java_version
 
     return {"sparkvision": __version__, "spark": spark.version, "python": platform.python_version(),
             "numpy": numpy.__version__, "pyarrow": pyarrow.__version__, "pandas": pandas.__version__,
@@ -199,7 +199,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     from sparkvision.evaluation import evaluate
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import check_on_jvm, fit_pipeline, label_with_classes
-    from sparkvision.session import build_session
+    from sparkvision.spark_session import build_session
 
     config.validate()
     final, tmp = _prepare_out(config.out)

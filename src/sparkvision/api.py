@@ -1,0 +1,91 @@
+"""The public Python API: the pieces the CLI uses, for notebooks and scripts.
+
+Everything here is importable from ``sparkvision`` itself (``import sparkvision as sv``) and is
+the same code the commands run, not a second implementation.
+
+    spark = sv.session(master="local[*]", driver_memory="4g")
+    table = sv.load_cifar10(spark, "/data/cifar")          # or "auto"; an ImageTable
+    train, test = sv.split_table(sv.label_with_classes(table.df, table.info.class_names),
+                                 table.info.has_test, 0.2, seed=42)
+    model = sv.fit_pipeline(sv.feature_stages("gray") + [sv.build_classifier("random_forest", seed=42)], train)
+    metrics = sv.evaluate(model.transform(test), table.info.class_names)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def session(master: str = "local[*]", *, driver_memory: str = "4g", executor_memory: str = "4g",
+            memory_overhead: str = "512m", shuffle_partitions: int = 100, app_name: str = "sparkvision",
+            show_progress: bool | None = None, conf: dict[str, str] | None = None):
+    """Start (or reuse) a SparkSession as ``sparkvision run`` does (local mode binds to 127.0.0.1);
+    ``conf`` holds any other Spark settings, e.g. ``{"spark.ui.enabled": "false"}``.
+
+    Examples
+    --------
+    >>> import sparkvision as sv
+    >>> spark = sv.session("local[2]", conf={"spark.ui.enabled": "false"})
+    >>> spark.version.split(".")[0], spark.conf.get("spark.driver.bindAddress")
+    ('4', '127.0.0.1')
+    """
+    from sparkvision.spark_session import SparkSettings, build_session
+
+    return build_session(SparkSettings(master=master, driver_memory=driver_memory, executor_memory=executor_memory,
+                                       memory_overhead=memory_overhead, shuffle_partitions=shuffle_partitions,
+                                       app_name=app_name, conf=dict(conf or {})), show_progress=show_progress)
+
+
+def _work_dir(work_dir: str | os.PathLike | None) -> str:
+    from sparkvision.job import default_work_dir
+
+    return str(work_dir) if work_dir else default_work_dir()
+
+
+def load_cifar10(spark, path_or_auto: str | os.PathLike = "auto", *, dataset: str = "cifar10",
+                 work_dir: str | os.PathLike | None = None, progress: bool = True):
+    """The image table of a CIFAR release (folder, archive, or ``"auto"`` to download): an
+    ``ImageTable`` with ``.df`` (one row per image) and ``.info`` (class names, counts)."""
+    from sparkvision.job import ingest, locate_data
+
+    wd = _work_dir(work_dir)
+    source = locate_data(str(path_or_auto), wd, dataset=dataset, progress=progress)
+    if not hasattr(source, "release"):
+        from sparkvision.errors import DataNotFoundError
+
+        raise DataNotFoundError(f"{path_or_auto}: no CIFAR release here; for class folders use load_folder.")
+    return ingest(spark, source, wd, progress=progress)
+
+
+def load_folder(spark, path: str | os.PathLike, *, image_size: int = 32, strict: bool = False,
+                work_dir: str | os.PathLike | None = None, progress: bool = True):
+    """The image table of a class-folder tree (``ROOT/<class>/<file>``); unreadable files are
+    listed in ``.skipped`` (or raise with ``strict``)."""
+    from sparkvision.datasets.folder import locate_folder
+    from sparkvision.job import ingest
+
+    wd = _work_dir(work_dir)
+    return ingest(spark, locate_folder(path, image_size), wd, strict=strict, progress=progress)
+
+
+def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image_size: int = 32) -> Path:
+    """Save a fitted PipelineModel where ``sparkvision predict`` and :func:`load_model` find it."""
+    from sparkvision.job import LABELS_FILE
+
+    path = Path(path)
+    model.write().save(str(path))
+    (path / LABELS_FILE).write_text(json.dumps({"class_names": list(class_names), "image_size": image_size}))
+    return path
+
+
+def load_model(path: str | os.PathLike) -> tuple[Any, list[str]]:
+    """(PipelineModel, class names) from a run's ``--out`` folder or a saved model folder."""
+    from pyspark.ml import PipelineModel
+
+    from sparkvision.predict import find_model
+
+    model_path, class_names, _ = find_model(path)
+    return PipelineModel.load(str(model_path)), class_names
