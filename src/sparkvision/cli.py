@@ -49,6 +49,15 @@ def _add_spark_options(parser: argparse.ArgumentParser) -> None:
                        help="any other Spark setting; repeatable")
 
 
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="auto", help="a CIFAR release folder or archive, a folder of class "
+                        "folders, or 'auto' to download (default)")
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100", "cifar100-coarse"),
+                        help="which CIFAR release --data is (default cifar10); class folders need none")
+    parser.add_argument("--work-dir", default=None, help="where tables and downloads are kept (default "
+                        "$SPARKVISION_WORK_DIR or ~/.cache/sparkvision)")
+
+
 def _spark_settings(args: argparse.Namespace):
     from sparkvision.spark_session import SparkSettings
 
@@ -65,16 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sparkvision {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full trace of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "a CIFAR release folder or archive, a folder of class folders, or 'auto' to download (default)"
-    work_help = "where tables and downloads are kept (default $SPARKVISION_WORK_DIR or ~/.cache/sparkvision)"
 
     run = sub.add_parser("run", help="ingest CIFAR-10, fit a Pipeline, evaluate, save model and metrics",
                          description="Ingest CIFAR-10 into the image table (reused when unchanged), fit "
                                      "Pipeline[features, classifier], evaluate on the test batch or an 80/20 "
                                      "hold-out, and write the model and metrics.json into --out.")
-    run.add_argument("--data", default="auto", help=data_help)
-    run.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100", "cifar100-coarse"),
-                     help="which CIFAR release --data is (default cifar10); class folders need none")
+    _add_data_options(run)
     run.add_argument("--features", default="gray", choices=("gray", "rgb"), help="feature set (default gray)")
     run.add_argument("--model", default="random_forest", choices=list(CLASSIFIERS),
                      help="classifier (default random_forest, the assignment's)")
@@ -88,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image-size", type=int, default=32,
                      help="class folders: make images N×N (shorter side to N, centre crop; default 32)")
     run.add_argument("--out", default=None, help="output folder (default runs/<timestamp>); must not exist")
-    run.add_argument("--work-dir", default=None, help=work_help)
     _add_spark_options(run)
     run.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)
@@ -98,11 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "on one fixed split, record each as it finishes (a rerun skips finished "
                                      "ones), and write REPORT.md and report.html into --out.")
     exp.add_argument("file", nargs="?", default=None, help="experiment TOML file (default: the built-in default)")
-    exp.add_argument("--data", default="auto", help=data_help)
-    exp.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100", "cifar100-coarse"),
-                     help="which CIFAR release --data is (default cifar10)")
+    _add_data_options(exp)
     exp.add_argument("--out", default=None, help="output folder (default runs/experiment-<name>); reused to resume")
-    exp.add_argument("--work-dir", default=None, help=work_help)
     _add_spark_options(exp)
     exp.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     exp.set_defaults(func=cmd_experiment)

@@ -339,9 +339,10 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     info = table.info
     context = f"{info.fingerprint}|{experiment.seed}|{experiment.test_fraction}"
     # Blocks may overlap (a "trees" and a "depth" axis can share a point): run each point once.
-    unique = {s.key(context): s for s in reversed(experiment.scenarios)}
-    scenarios = [s for s in experiment.scenarios if unique.get(s.key(context)) is s]
-    keys = [s.key(context) for s in scenarios]
+    first_of = {}
+    for s in experiment.scenarios:
+        first_of.setdefault(s.key(context), s)
+    keys, scenarios = list(first_of), list(first_of.values())
     done = {k for k in keys if (out / "scenarios" / k / "result.json").is_file()
             and json.loads((out / "scenarios" / k / "result.json").read_text()).get("status") == "done"}
     if done:

@@ -19,17 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DoubleType
 
-
-def _binary_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets relative to the first value, the values as uint8) of a binary Arrow array, no copy."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.null_count:
-        raise ValueError("image bytes are null in some rows; drop or fill them before this stage")
-    width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + len(arr) + 1]
-    values = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]] if len(arr) else np.empty(0, np.uint8)
-    return (offsets - offsets[0]).astype(np.int64), values
+from sparkvision.arrow_bytes import binary_parts, binary_array
 
 
 def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -43,13 +33,11 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def _gray_batch(data: pa.Array) -> pa.Array:
-    offsets, values = _binary_parts(data)
+    offsets, values = binary_parts(data)
     if (offsets % 3).any():
         raise ValueError("Grayscale needs RGB bytes (a multiple of 3 per image)")
     # Rows are contiguous and each a multiple of 3 long, so pixel triples never straddle rows.
-    gray = rgb_to_gray(values)
-    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
-                                 [None, pa.py_buffer((offsets // 3).astype(np.int32)), pa.py_buffer(gray)])
+    return binary_array(offsets // 3, rgb_to_gray(values))
 
 
 _gray_udf = F.arrow_udf(_gray_batch, BinaryType())
@@ -89,7 +77,7 @@ class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, D
 
 
 def _scaled_batch(data: pa.Array, max_value: float) -> pa.Array:
-    offsets, values = _binary_parts(data)
+    offsets, values = binary_parts(data)
     scaled = values / np.float64(max_value)  # a division, as pixel/255 is: bit-identical values
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(scaled))
 

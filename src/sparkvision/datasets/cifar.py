@@ -473,6 +473,7 @@ def _decode_partition(batches: Iterator, source: CifarSource) -> Iterator:
 
     from sparkvision.datasets.table import TABLE_ARROW_SCHEMA
     from sparkvision.errors import SparkVisionError, encode_task_error
+    from sparkvision.arrow_bytes import binary_array
 
     splits = {f.name: f.split for f in source.files}
     for batch in batches:
@@ -492,9 +493,7 @@ def _decode_partition(batches: Iterator, source: CifarSource) -> Iterator:
             for start in range(0, n, 2500):  # modest Arrow batches keep worker memory flat
                 stop = min(start + 2500, n)
                 m = stop - start
-                offsets = np.arange(0, (m + 1) * PIXELS, PIXELS, dtype=np.int32)
-                data_col = pa.Array.from_buffers(pa.binary(), m, [None, pa.py_buffer(offsets),
-                                                                  pa.py_buffer(pixels[start:stop])])
+                data_col = binary_array(np.arange(0, (m + 1) * PIXELS, PIXELS), pixels[start:stop])
                 yield pa.RecordBatch.from_arrays([
                     pa.array([f"{name.removesuffix('.bin')}:{i}" for i in range(start, stop)], pa.string()),
                     pa.array(labels[start:stop], pa.int32()),

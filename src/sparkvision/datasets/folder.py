@@ -167,11 +167,9 @@ def _decode_partition(batches: Iterator, source: FolderSource, labelled: bool) -
 
 def _schemas():
     import pyarrow as pa
-    from pyspark.sql.types import StringType, StructField
+    from pyspark.sql.types import StringType, StructField, StructType
 
     from sparkvision.datasets.table import TABLE_ARROW_SCHEMA, TABLE_SCHEMA
-
-    from pyspark.sql.types import StructType
 
     arrow = TABLE_ARROW_SCHEMA.append(pa.field("error", pa.string()))
     # Every field nullable: a file that cannot be decoded has no pixels, only an error.
@@ -213,11 +211,7 @@ def from_spark_image_df(df):
 
 
 def _bgr_to_rgb(data):
-    import pyarrow as pa
+    from sparkvision.arrow_bytes import binary_parts, binary_array
 
-    from sparkvision.features import _binary_parts
-
-    offsets, values = _binary_parts(data)
-    rgb = np.ascontiguousarray(values.reshape(-1, 3)[:, ::-1]).reshape(-1)
-    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
-                                 [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(rgb)])
+    offsets, values = binary_parts(data)
+    return binary_array(offsets, np.ascontiguousarray(values.reshape(-1, 3)[:, ::-1]).reshape(-1))

@@ -30,14 +30,19 @@ def synthetic_images(n: int, num_classes: int = 10, seed: int = 0) -> tuple[np.n
     return labels, np.clip(images, 0, 255).astype(np.uint8).reshape(n, PIXELS)
 
 
+def _batches(release: CifarRelease, images_per_batch: int, with_test: bool, seed: int):
+    """(file name, labels, data) for every batch of the release, each with its own seed."""
+    names = release.train_list + (release.test_list if with_test else ())
+    for i, name in enumerate(names):
+        yield (name, *synthetic_images(images_per_batch, release.num_classes, seed=seed + i))
+
+
 def write_python_release(root: str | os.PathLike, images_per_batch: int = 60, *, with_test: bool = False,
                          release: CifarRelease = CIFAR10, seed: int = 0) -> Path:
     """Write ``root/cifar-10-batches-py`` with every training batch (and ``test_batch``); return it."""
     folder = Path(root) / release.base_folder
     folder.mkdir(parents=True, exist_ok=True)
-    names = release.train_list + (release.test_list if with_test else ())
-    for i, name in enumerate(names):
-        labels, data = synthetic_images(images_per_batch, release.num_classes, seed=seed + i)
+    for name, labels, data in _batches(release, images_per_batch, with_test, seed):
         batch = {b"batch_label": name.encode(), release.label_key.encode(): [int(v) for v in labels],
                  b"data": data, b"filenames": [f"{name}_{j}.png".encode() for j in range(len(labels))]}
         if release.name.startswith("cifar100"):  # the real files carry both label sets
@@ -55,9 +60,7 @@ def write_binary_release(root: str | os.PathLike, images_per_batch: int = 60, *,
     """Write ``root/cifar-10-batches-bin`` (label byte + 3072 pixel bytes per record); return it."""
     folder = Path(root) / release.bin_folder
     folder.mkdir(parents=True, exist_ok=True)
-    names = release.train_list + (release.test_list if with_test else ())
-    for i, name in enumerate(names):
-        labels, data = synthetic_images(images_per_batch, release.num_classes, seed=seed + i)
+    for name, labels, data in _batches(release, images_per_batch, with_test, seed):
         head = np.zeros((len(labels), release.bin_label_bytes), np.uint8)
         head[:, release.bin_label_index] = labels
         records = np.concatenate([head, data], axis=1)
