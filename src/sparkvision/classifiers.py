@@ -16,6 +16,8 @@ from pyspark.ml.classification import (DecisionTreeClassifier, GBTClassifier, Li
                                        MultilayerPerceptronClassifier, NaiveBayes, OneVsRest,
                                        RandomForestClassifier)
 
+from sparkvision.linear import RidgeClassifier
+
 
 @dataclass(frozen=True)
 class ClassifierSpec:
@@ -48,6 +50,8 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
     ClassifierSpec("linear_svc", "linear support vector machine, one-vs-rest over the classes", LinearSVC,
                    {"maxIter": 50, "regParam": 0.01}, ("maxIter", "regParam", "tol", "standardization"),
                    one_vs_rest=True),
+    ClassifierSpec("ridge", "ridge regression onto one-hot labels, fitted in one pass (for wide features)",
+                   RidgeClassifier, {"regParam": 3e-4}, ("regParam", "standardization")),
     ClassifierSpec("naive_bayes", "Gaussian naive Bayes", NaiveBayes, {"modelType": "gaussian"},
                    ("modelType", "smoothing")),
 ]}

@@ -80,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Pipeline[features, classifier], evaluate on the test batch or an 80/20 "
                                      "hold-out, and write the model and metrics.json into --out.")
     _add_data_options(run)
-    run.add_argument("--features", default="gray", choices=("gray", "rgb"), help="feature set (default gray)")
-    run.add_argument("--model", default="random_forest", choices=list(CLASSIFIERS),
-                     help="classifier (default random_forest, the assignment's)")
+    run.add_argument("--features", default="gray", choices=("gray", "rgb", "patches"),
+                     help="feature set: gray or rgb pixels, or learned patch features (default gray)")
+    run.add_argument("--centroids", type=int, default=1600, metavar="K",
+                     help="--features patches: dictionary size; 2K features per image (default 1600)")
+    run.add_argument("--model", default=None, choices=list(CLASSIFIERS),
+                     help="classifier (default random_forest, the assignment's; ridge with --features patches)")
     run.add_argument("--num-trees", type=int, default=None, help="trees in the forest (default 10)")
     run.add_argument("--max-depth", type=int, default=None, help="maximum tree depth (default 5)")
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
@@ -130,7 +133,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``sparkvision run``: the whole pipeline, then a short summary."""
     from sparkvision.job import RunConfig, default_work_dir, run_job
 
-    config = RunConfig(data=args.data, dataset=args.dataset, features=args.features, model=args.model,
+    model = args.model or ("ridge" if args.features == "patches" else "random_forest")
+    config = RunConfig(data=args.data, dataset=args.dataset, features=args.features, centroids=args.centroids,
+                       model=model,
                        params={k: _param_value(v) for k, v in args.param}, num_trees=args.num_trees,
                        max_depth=args.max_depth, seed=args.seed, out=args.out, strict=args.strict,
                        image_size=args.image_size,

@@ -98,7 +98,7 @@ def _grid(params: dict[str, Any]) -> list[dict[str, Any]]:
 def parse_experiment(text: str, source: str) -> Experiment:
     """Parse and check an experiment from TOML text; ``source`` names it in errors."""
     from sparkvision.classifiers import check_params
-    from sparkvision.job import FEATURE_SETS
+    from sparkvision.features import parse_feature_set
 
     try:
         doc = tomllib.loads(text)
@@ -137,8 +137,10 @@ def parse_experiment(text: str, source: str) -> Experiment:
                 raise _fail(where, "tune.params must list the values to search, e.g. { regParam = [0.01, 0.1] }")
             tune = {"method": "train_validation_split", "folds": 3, "train_ratio": 0.8, "parallelism": 2, **tune}
         for features in _as_list(block.get("features", "gray")):
-            if features not in FEATURE_SETS:
-                raise _fail(where, f"features {features!r}: choose from {', '.join(FEATURE_SETS)}")
+            try:
+                parse_feature_set(features)
+            except ValueError as exc:
+                raise _fail(where, str(exc)) from None
             for point in _grid(params):
                 try:
                     check_params(block["model"], {**point, **(tune["params"] if tune else {})})
@@ -309,7 +311,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     Returns ``{"summary": ..., "results": [...]}`` (also in ``OUT/results.json``).
     """
     from pyspark import StorageLevel
-    from pyspark.ml import PipelineModel
+    from pyspark.ml import Pipeline
 
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import label_with_classes
@@ -352,9 +354,11 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     todo = [(s, k) for s, k in zip(scenarios, keys) if k not in done]
     index = {k: i for i, k in enumerate(keys, start=1)}
     for features in dict.fromkeys(s.features for s, _ in todo):  # one feature set cached at a time
-        stages = feature_stages(features)
-        featurize = PipelineModel(stages)
+        # Fitted on the training part only (learned patch features learn their dictionary here).
         p.say(f"computing {features} features once for {sum(1 for s, _ in todo if s.features == features)} scenarios ...")
+        featurize = Pipeline(stages=feature_stages(features, shape=(info.height, info.width, info.channels),
+                                                   seed=experiment.seed)).fit(train)
+        stages = featurize.stages
         f_train = featurize.transform(train).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
         f_test = featurize.transform(test).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
         f_train.count(), f_test.count()  # fill the caches here, outside any scenario's timing

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pyspark import keyword_only
-from pyspark.ml import Transformer
+from pyspark import StorageLevel, keyword_only
+from pyspark.ml import Estimator, Model, Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol, HasSeed
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, BinaryType, DoubleType
+from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
 
+from sparkvision import patch_math
 from sparkvision.arrow_bytes import binary_parts, binary_array
+from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
 
 
 def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -130,23 +132,337 @@ class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         return dataset.withColumn(self.getOutputCol(), array_to_vector(pixels(F.col(self.getInputCol()))))
 
 
+DEFAULT_CENTROIDS = 1600
+
+
+def parse_feature_set(features: str) -> tuple[str, int | None]:
+    """``"gray"`` → ("gray", None); ``"patches"`` → ("patches", 1600); ``"patches:400"`` → ("patches", 400)."""
+    kind, _, k = features.partition(":")
+    if kind in ("gray", "rgb") and not k:
+        return kind, None
+    if kind == "patches":
+        if not k:
+            return kind, DEFAULT_CENTROIDS
+        if k.isdigit() and int(k) >= 2 and int(k) % 2 == 0:
+            return kind, int(k)
+        raise ValueError(f"feature set {features!r}: the number of centroids must be an even number ≥ 2, "
+                         "e.g. patches:1600")
+    raise ValueError(f"unknown feature set {features!r}: choose gray, rgb, patches or patches:K")
+
+
 def feature_size(features: str, info) -> int:
     """How many values a feature set gives per image of the table described by ``info``."""
-    per_pixel = {"gray": 1, "rgb": info.channels}
-    if features not in per_pixel:
-        raise ValueError(f"unknown feature set {features!r}: choose gray or rgb")
-    return info.height * info.width * per_pixel[features]
+    kind, k = parse_feature_set(features)
+    if kind == "patches":
+        return PatchFeatures(k=k).numFeatures()
+    return info.height * info.width * (1 if kind == "gray" else info.channels)
 
 
-def feature_stages(features: str) -> list[Transformer]:
+def feature_stages(features: str, *, shape: tuple[int, int, int] = (32, 32, 3), seed: int = 42) -> list:
     """The stages that turn the table's ``data`` column into ``features`` for a named feature set.
 
     ``gray``: Grayscale then PixelVectorizer (1,024 values for 32×32); ``rgb``: all three
-    channels (3,072 values).
+    channels (3,072 values); ``patches`` or ``patches:K``: learned patch features with K
+    centroids (default 1,600; 2K flip-invariant values), an Estimator fitted with the Pipeline.
+    ``shape`` is the images' (height, width, channels).
     """
-    if features == "gray":
+    kind, k = parse_feature_set(features)
+    if kind == "gray":
         return [Grayscale(inputCol="data", outputCol="gray"),
                 PixelVectorizer(inputCol="gray", outputCol="features")]
-    if features == "rgb":
+    if kind == "rgb":
         return [PixelVectorizer(inputCol="data", outputCol="features")]
-    raise ValueError(f"unknown feature set {features!r}: choose gray or rgb")
+    return [PatchFeatures(inputCol="data", outputCol="features", k=k, seed=seed, imageHeight=shape[0],
+                          imageWidth=shape[1], imageChannels=shape[2])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Learned patch features (Coates, Lee & Ng 2011): the numerics are in patch_math.
+
+class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
+    """Params shared by :class:`PatchFeatures` and :class:`PatchFeaturesModel`."""
+
+    k = Param(Params._dummy(), "k", "number of centroids (even: half are learned, half their mirror images)",
+              typeConverter=TypeConverters.toInt)
+    patchSize = Param(Params._dummy(), "patchSize", "side of the square patches, in pixels",
+                      typeConverter=TypeConverters.toInt)
+    stride = Param(Params._dummy(), "stride", "step between encoded windows, in pixels", typeConverter=TypeConverters.toInt)
+    poolingGrid = Param(Params._dummy(), "poolingGrid", "codes are summed over grid × grid regions",
+                        typeConverter=TypeConverters.toInt)
+    encoder = Param(Params._dummy(), "encoder", "'triangle' (max(0, mean(z) − z_k)) or 'soft' (max(0, c·x − alpha))",
+                    typeConverter=TypeConverters.toString)
+    alpha = Param(Params._dummy(), "alpha", "threshold of the soft encoder", typeConverter=TypeConverters.toFloat)
+    whiteningEps = Param(Params._dummy(), "whiteningEps", "added to the patch covariance's eigenvalues before whitening",
+                         typeConverter=TypeConverters.toFloat)
+    dictionary = Param(Params._dummy(), "dictionary", "'kmeans' (learned centroids) or 'random' (sampled patches)",
+                       typeConverter=TypeConverters.toString)
+    numPatches = Param(Params._dummy(), "numPatches", "how many patches to sample for whitening and k-means",
+                       typeConverter=TypeConverters.toInt)
+    maxIter = Param(Params._dummy(), "maxIter", "k-means iterations", typeConverter=TypeConverters.toInt)
+    flipInvariant = Param(Params._dummy(), "flipInvariant",
+                          "add each feature to its mirror partner: equal features for an image and its mirror "
+                          "(half as many values)", typeConverter=TypeConverters.toBoolean)
+    imageHeight = Param(Params._dummy(), "imageHeight", "image height in pixels", typeConverter=TypeConverters.toInt)
+    imageWidth = Param(Params._dummy(), "imageWidth", "image width in pixels", typeConverter=TypeConverters.toInt)
+    imageChannels = Param(Params._dummy(), "imageChannels", "channels per pixel (3: RGB)", typeConverter=TypeConverters.toInt)
+
+    _DEFAULTS = dict(inputCol="data", outputCol="features", k=1600, patchSize=6, stride=1, poolingGrid=2,
+                     encoder="triangle", alpha=0.25, whiteningEps=0.1, dictionary="kmeans", numPatches=200_000,
+                     maxIter=10, flipInvariant=True, imageHeight=32, imageWidth=32, imageChannels=3, seed=42)
+
+    def _check(self) -> None:
+        g = self.getOrDefault
+        if g(self.k) < 2 or g(self.k) % 2:
+            raise ValueError(f"k must be an even number of centroids ≥ 2, not {g(self.k)}")
+        if g(self.encoder) not in ("triangle", "soft"):
+            raise ValueError(f"encoder must be 'triangle' or 'soft', not {g(self.encoder)!r}")
+        if g(self.dictionary) not in ("kmeans", "random"):
+            raise ValueError(f"dictionary must be 'kmeans' or 'random', not {g(self.dictionary)!r}")
+        for name in ("patchSize", "stride", "poolingGrid", "numPatches", "maxIter", "imageHeight", "imageWidth",
+                     "imageChannels"):
+            if g(self.getParam(name)) < (0 if name == "maxIter" else 1):
+                raise ValueError(f"{name} must be positive, not {g(self.getParam(name))}")
+        side = min(g(self.imageHeight), g(self.imageWidth))
+        if g(self.patchSize) > side:
+            raise ValueError(f"patchSize {g(self.patchSize)} is larger than the images ({side} pixels)")
+        if g(self.poolingGrid) > patch_math.window_positions(side, g(self.patchSize), g(self.stride)):
+            raise ValueError(f"poolingGrid {g(self.poolingGrid)} has more regions than there are windows")
+
+    def _shape(self) -> tuple[int, int, int]:
+        return (self.getOrDefault(self.imageHeight), self.getOrDefault(self.imageWidth),
+                self.getOrDefault(self.imageChannels))
+
+    def numFeatures(self) -> int:
+        """Length of the output vector."""
+        n = self.getOrDefault(self.poolingGrid) ** 2 * self.getOrDefault(self.k)
+        return n // 2 if self.getOrDefault(self.flipInvariant) else n
+
+
+def _images(data: pa.Array, shape: tuple[int, int, int]) -> np.ndarray:
+    offsets, values = binary_parts(data)
+    size = shape[0] * shape[1] * shape[2]
+    if (np.diff(offsets) != size).any():
+        bad = int(np.flatnonzero(np.diff(offsets) != size)[0])
+        raise ValueError(f"PatchFeatures expects {shape[0]}×{shape[1]}×{shape[2]} images ({size} bytes); "
+                         f"a row has {int(np.diff(offsets)[bad])} bytes. Set imageHeight/imageWidth/imageChannels.")
+    return values.reshape(-1, *shape)
+
+
+class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Learn a dictionary of image patches; its model encodes images as pooled patch activations.
+
+    ``fit`` samples ``numPatches`` patches inside Spark tasks (a fraction of the images, a few
+    random windows each), normalises their brightness and contrast, computes a ZCA whitening
+    from their mean and covariance (summed across partitions), and learns ``k``/2 centroids
+    by k-means (Lloyd's algorithm, each step one Spark pass over the cached patch sample with
+    matrix products in numpy); the other half of the dictionary is their mirror images.
+    ``dictionary='random'`` uses whitened random patches instead of k-means. Only the
+    sample's sums and the centroids reach the driver.
+
+    Examples
+    --------
+    >>> from sparkvision.datasets.synthetic import synthetic_images
+    >>> labels, planes = synthetic_images(8, seed=1)
+    >>> pixels = planes.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # the table's height × width × RGB
+    >>> df = spark.createDataFrame([(im.tobytes(),) for im in pixels], ["data"])
+    >>> model = PatchFeatures(k=8, numPatches=500, maxIter=2).fit(df)
+    >>> model.numFeatures(), len(model.transform(df).head().features)
+    (16, 16)
+    """
+
+    @keyword_only
+    def __init__(self, *, inputCol: str = "data", outputCol: str = "features", k: int = 1600, patchSize: int = 6,
+                 stride: int = 1, poolingGrid: int = 2, encoder: str = "triangle", alpha: float = 0.25,
+                 whiteningEps: float = 0.1, dictionary: str = "kmeans", numPatches: int = 200_000,
+                 maxIter: int = 10, flipInvariant: bool = True, imageHeight: int = 32, imageWidth: int = 32,
+                 imageChannels: int = 3, seed: int = 42) -> None:
+        super().__init__()
+        self._setDefault(**self._DEFAULTS)
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, inputCol: str = "data", outputCol: str = "features", k: int = 1600, patchSize: int = 6,
+                  stride: int = 1, poolingGrid: int = 2, encoder: str = "triangle", alpha: float = 0.25,
+                  whiteningEps: float = 0.1, dictionary: str = "kmeans", numPatches: int = 200_000,
+                  maxIter: int = 10, flipInvariant: bool = True, imageHeight: int = 32, imageWidth: int = 32,
+                  imageChannels: int = 3, seed: int = 42) -> "PatchFeatures":
+        """Set this stage's parameters; returns the stage."""
+        return self._set(**self._input_kwargs)
+
+    def setK(self, value: int) -> "PatchFeatures":
+        return self._set(k=value)
+
+    def getK(self) -> int:
+        return self.getOrDefault(self.k)
+
+    def _fit(self, dataset: DataFrame) -> "PatchFeaturesModel":
+        self._check()
+        g = self.getOrDefault
+        shape, size, seed = self._shape(), g(self.patchSize), g(self.seed)
+        order = patch_math.mirror_order(size, shape[2])
+        total = dataset.count()
+        if total == 0:
+            raise ValueError("PatchFeatures cannot fit on an empty dataset")
+        per_image = 8
+        fraction = min(1.0, g(self.numPatches) / (per_image * total))
+        column = g(self.inputCol)
+
+        def sample(batches):  # runs in the tasks: a few random normalised patches per sampled image
+            from pyspark import TaskContext
+
+            rng = np.random.default_rng([seed, TaskContext.get().partitionId()])
+            for batch in batches:
+                images = _images(batch.column(0), shape)
+                chosen = images[rng.random(len(images)) < fraction]
+                if not len(chosen):
+                    continue
+                n = len(chosen) * per_image
+                ys = rng.integers(0, shape[0] - size + 1, n)
+                xs = rng.integers(0, shape[1] - size + 1, n)
+                which = np.repeat(np.arange(len(chosen)), per_image)
+                rows = np.arange(size)[None, :, None]
+                cols = np.arange(size)[None, None, :]
+                patches = chosen[which[:, None, None], ys[:, None, None] + rows, xs[:, None, None] + cols]
+                patches = patch_math.normalise(patches.transpose(0, 3, 1, 2).reshape(n, -1).astype(np.float32))
+                yield pa.RecordBatch.from_arrays([pa.array([to_npy(patches)], pa.binary())], ["patches"])
+
+        blocks = dataset.select(column).mapInArrow(sample, "patches binary").persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            mean, cov = self._moments(blocks, order)
+            whiten = patch_math.whitening(mean, cov, g(self.whiteningEps), order)
+            centroids = self._dictionary(blocks, mean, whiten, order)
+        finally:
+            blocks.unpersist()
+        model = PatchFeaturesModel()
+        self._copyValues(model)
+        model._set_arrays({"centroids": patch_math.with_mirrors(centroids, order), "mean": mean, "whiten": whiten})
+        return model
+
+    @staticmethod
+    def _moments(blocks: DataFrame, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def partial(batches):
+            n, s, ss = 0, 0.0, 0.0
+            for batch in batches:
+                for blob in batch.column(0).to_pylist():
+                    p = from_npy(blob).astype(np.float64)
+                    p = np.concatenate([p, p[:, order]])  # the sample with every patch's mirror
+                    n, s, ss = n + len(p), s + p.sum(axis=0), ss + p.T @ p
+            if n:
+                yield pa.RecordBatch.from_arrays([pa.array([to_npy(np.asarray(s))], pa.binary()),
+                                                  pa.array([to_npy(np.asarray(ss))], pa.binary()), pa.array([n])],
+                                                 ["s", "ss", "n"])
+
+        n, s, ss = 0, 0.0, 0.0
+        for row in blocks.mapInArrow(partial, "s binary, ss binary, n long").collect():  # one small row per partition
+            n, s, ss = n + row.n, s + from_npy(row.s), ss + from_npy(row.ss)
+        if n < 2:
+            raise ValueError("PatchFeatures sampled fewer than 2 patches: give it more images or a larger numPatches")
+        mean = s / n
+        cov = (ss - n * np.outer(mean, mean)) / (n - 1)
+        return patch_math.symmetric_mean(mean, order), cov
+
+    def _dictionary(self, blocks: DataFrame, mean: np.ndarray, whiten: np.ndarray, order: np.ndarray) -> np.ndarray:
+        g = self.getOrDefault
+        half = g(self.k) // 2
+        bias = -(mean @ whiten)
+
+        def whitened(blob: bytes) -> np.ndarray:
+            p = from_npy(blob)
+            p = np.concatenate([p, p[:, order]]) @ whiten
+            p += bias
+            return p
+
+        # Initial centroids: the first patches of the first blocks (each block is a random sample).
+        start, taken = [], 0
+        for row in blocks.toLocalIterator():
+            start.append(whitened(row.patches)[:half - taken])
+            taken += len(start[-1])
+            if taken >= half:
+                break
+        centroids = np.concatenate(start).astype(np.float32)
+        if len(centroids) < half:
+            raise ValueError(f"PatchFeatures sampled {len(centroids)} patches, fewer than k/2 = {half} centroids: "
+                             "raise numPatches or lower k")
+        if g(self.dictionary) == "random":
+            return centroids
+        rng = np.random.default_rng(g(self.seed))
+        spark = blocks.sparkSession
+        for _ in range(g(self.maxIter)):
+            shared = spark.sparkContext.broadcast(centroids)
+
+            def step(batches, shared=shared):
+                sums, counts, cost = 0.0, 0, 0.0
+                for batch in batches:
+                    for blob in batch.column(0).to_pylist():
+                        s, c, e = patch_math.assign(whitened(blob), shared.value)
+                        sums, counts, cost = sums + s, counts + c, cost + e
+                yield pa.RecordBatch.from_arrays([pa.array([to_npy(np.asarray(sums))], pa.binary()),
+                                                  pa.array([to_npy(np.asarray(counts))], pa.binary())],
+                                                 ["sums", "counts"])
+
+            sums, counts = 0.0, 0
+            for row in blocks.mapInArrow(step, "sums binary, counts binary").collect():  # k × D per partition
+                if np.ndim(from_npy(row.sums)):
+                    sums, counts = sums + from_npy(row.sums), counts + from_npy(row.counts)
+            shared.unpersist()
+            empty = counts == 0
+            # An empty cluster restarts at a random earlier centroid plus noise, so k stays k.
+            fresh = centroids[rng.integers(0, half, int(empty.sum()))] + rng.normal(0, 0.1, (int(empty.sum()), centroids.shape[1]))
+            centroids = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+            centroids[empty] = fresh
+        return centroids
+
+
+class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
+    """Encode images with a learned patch dictionary (see :class:`PatchFeatures`).
+
+    Each Arrow batch of images becomes one matrix product per image plus one fused pass over
+    the window × centroid distances (``patch_math.PatchEncoder``). The output is a
+    ``DenseVector`` of ``numFeatures()`` values. The centroids, mean and whitening matrix are
+    saved with the model.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(**self._DEFAULTS)
+        self._arrays: dict[str, np.ndarray] = {}
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """The dictionary in whitened space (k × patch values): learned centroids, then their mirrors."""
+        return self._arrays["centroids"]
+
+    def patch_encoder(self) -> patch_math.PatchEncoder:
+        """The numpy encoder this model applies to every batch of images."""
+        g = self.getOrDefault
+        h, w, _ = self._shape()
+        return patch_math.PatchEncoder(self._arrays["centroids"], self._arrays["mean"], self._arrays["whiten"],
+                                       size=g(self.patchSize), stride=g(self.stride), grid=g(self.poolingGrid),
+                                       height=h, width=w, triangle=g(self.encoder) == "triangle", alpha=g(self.alpha))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        self._check()
+        if not self._arrays:
+            raise ValueError("PatchFeaturesModel has no centroids: fit PatchFeatures or load a saved model")
+        shape, arrays = self._shape(), self._arrays
+        params = dict(size=self.getOrDefault(self.patchSize), stride=self.getOrDefault(self.stride),
+                      grid=self.getOrDefault(self.poolingGrid), height=shape[0], width=shape[1],
+                      triangle=self.getOrDefault(self.encoder) == "triangle", alpha=self.getOrDefault(self.alpha))
+        k, flip = self.getOrDefault(self.k), self.getOrDefault(self.flipInvariant)
+
+        def encode(data: pa.Array) -> pa.Array:
+            from threadpoolctl import threadpool_limits
+
+            images = _images(data, shape)
+            enc = patch_math.PatchEncoder(arrays["centroids"], arrays["mean"], arrays["whiten"], **params)
+            with threadpool_limits(1):  # one task per core already: BLAS threads would oversubscribe
+                features = enc.encode(images)
+            if flip:
+                a, b = patch_math.fold_pairs(k, params["grid"])
+                features = features[:, a] + features[:, b]
+            width = features.shape[1]
+            offsets = np.arange(0, (len(features) + 1) * width, width, dtype=np.int32)
+            return pa.ListArray.from_arrays(pa.array(offsets), pa.array(features.ravel()))
+
+        udf = F.arrow_udf(encode, ArrayType(FloatType(), False))
+        return dataset.withColumn(self.getOutputCol(), array_to_vector(udf(F.col(self.getInputCol()))))

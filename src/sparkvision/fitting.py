@@ -58,14 +58,18 @@ def fit_pipeline(stages: Sequence[Params], dataset: DataFrame) -> PipelineModel:
 
     Transformers before the last estimator are applied as usual; the last estimator's input
     (only the label, features and weight columns it reads) is persisted in memory (spilling to
-    disk), filled by the estimator's first pass, and released after its fit.
+    disk), filled by the estimator's first pass, and released after its fit. An estimator with
+    ``reads_input_once = True`` (one pass, e.g. :class:`~sparkvision.linear.RidgeClassifier`)
+    reads its input uncached.
     """
     estimators = [i for i, s in enumerate(stages) if isinstance(s, Estimator)]
     last = estimators[-1] if estimators else -1
     fitted: list[Transformer] = []
     df = dataset
     for i, stage in enumerate(stages):
-        if i == last:
+        if i == last and getattr(stage, "reads_input_once", False):
+            fitted.append(stage.fit(df))  # one pass: a cache would only cost memory
+        elif i == last:
             cols = _input_columns(stage)
             cached = (df.select(*cols) if cols else df).persist(StorageLevel.MEMORY_AND_DISK)
             try:

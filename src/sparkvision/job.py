@@ -25,7 +25,7 @@ from sparkvision import __version__
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
 from sparkvision.spark_session import SparkSettings
 
-FEATURE_SETS = ("gray", "rgb")
+FEATURE_SETS = ("gray", "rgb", "patches")  # and patches:K in experiment files
 LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel: class names, image size
 
 
@@ -36,6 +36,7 @@ class RunConfig:
     data: str = "auto"
     dataset: str = "cifar10"       # which CIFAR release --data holds: cifar10, cifar100, cifar100-coarse
     features: str = "gray"
+    centroids: int = 1600          # --features patches: dictionary size K (2K features per image)
     model: str = "random_forest"
     params: dict[str, Any] = field(default_factory=dict)  # the model's Params, over its defaults
     num_trees: int | None = None   # shorthands for params numTrees / maxDepth (tree models)
@@ -48,6 +49,10 @@ class RunConfig:
     out: str | None = None         # default runs/<timestamp>
     work_dir: str = field(default_factory=lambda: default_work_dir())
     spark: SparkSettings = field(default_factory=SparkSettings)
+
+    def feature_set(self) -> str:
+        """The feature set's full name: ``gray``, ``rgb`` or ``patches:K``."""
+        return f"patches:{self.centroids}" if self.features == "patches" else self.features
 
     def model_params(self) -> dict[str, Any]:
         """The model's parameters: ``params`` with the tree shorthands applied."""
@@ -69,6 +74,9 @@ class RunConfig:
 
         if self.features not in FEATURE_SETS:
             raise ConfigError(f"--features {self.features!r}: choose one of {', '.join(FEATURE_SETS)}.")
+        if self.centroids < 2 or self.centroids % 2:
+            raise ConfigError(f"--centroids must be an even number ≥ 2 (half are learned, half their mirror "
+                              f"images), not {self.centroids}.")
         try:
             check_params(self.model, self.model_params())
         except ValueError as exc:
@@ -211,8 +219,9 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
         with p.phase("session", f"starting Spark ({config.spark.master})"):
             if spark is None:
                 spark = build_session(config.spark)
-        stages = feature_stages(config.features) + [build_classifier(
-            config.model, seed=config.seed, num_features=feature_size(config.features, source),
+        shape = (source.height, source.width, source.channels)
+        stages = feature_stages(config.feature_set(), shape=shape, seed=config.seed) + [build_classifier(
+            config.model, seed=config.seed, num_features=feature_size(config.feature_set(), source),
             num_classes=len(source.label_names), **config.model_params())]
         check_on_jvm(stages[-1])  # a bad parameter value fails here, before any data is read
         with p.phase("ingest", f"loading {source.root} into the image table"):

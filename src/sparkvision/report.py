@@ -548,6 +548,36 @@ def plot_accuracy_vs_depth(summary: dict[str, Any], results: Sequence[dict[str, 
                         title="Tree models: accuracy against maximum depth")
 
 
+def plot_accuracy_vs_centroids(summary: dict[str, Any], results: Sequence[dict[str, Any]]):
+    """Accuracy of learned patch features against the dictionary size K, a line per (model, params); or None."""
+    from matplotlib.figure import Figure
+
+    lines: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for r in results:
+        features = str(r.get("features", ""))
+        if is_done(r) and features.startswith("patches"):
+            k = int(features.partition(":")[2] or 1600)
+            lines.setdefault(f"{r['model']} {format_params(r.get('params'))}".strip(), []).append((k, r))
+    lines = {label: sorted(points, key=lambda p: p[0]) for label, points in lines.items() if len(points) >= 2}
+    if not lines:
+        return None
+    fig = Figure(figsize=(9, 5))
+    ax = fig.add_subplot()
+    for label, points in lines.items():
+        ax.errorbar([k for k, _ in points], [100 * r["accuracy"] for _, r in points],
+                    yerr=[100 * _std(r) for _, r in points], marker="o", capsize=4, label=label)
+    ax.set_xscale("log")
+    ks = sorted({k for points in lines.values() for k, _ in points})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("Dictionary size K (centroids; 2K flip-invariant features)")
+    ax.set_ylabel("Test accuracy (%)")
+    _percent_axis(ax.yaxis)
+    ax.set_title("Learned patch features: accuracy against dictionary size")
+    ax.grid(True, alpha=0.3)
+    _legend_outside(ax, "model, params")
+    return fig
+
+
 def _annotate_point(ax, x: float, y: float, text: str, *, above: bool, color: str) -> None:
     # Text leans toward the middle of the axes so long scenario names stay inside the figure.
     x_lo, x_hi = (math.log10(v) for v in ax.get_xlim())
@@ -679,6 +709,7 @@ def plot_per_class_accuracy(summary: dict[str, Any], results: Sequence[dict[str,
 PLOTTERS = {
     "accuracy_vs_trees.png": plot_accuracy_vs_trees,
     "accuracy_vs_depth.png": plot_accuracy_vs_depth,
+    "accuracy_vs_centroids.png": plot_accuracy_vs_centroids,
     "accuracy_vs_fit_time.png": plot_accuracy_vs_fit_time,
     "confusion_matrix.png": plot_confusion_matrix,
     "per_class_accuracy.png": plot_per_class_accuracy,
