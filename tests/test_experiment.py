@@ -49,7 +49,9 @@ def test_default_experiment_covers_the_assignment_changes_and_every_classifier()
     assert {s.params["numTrees"] for s in forests} >= {10, 25, 50}
     assert {s.params["maxDepth"] for s in forests} >= {5, 10, 15}
     assert any(s.params == {"numTrees": 10, "maxDepth": 5} and s.features == "gray" for s in forests)
-    assert {s.features for s in exp.scenarios} == {"gray", "rgb"}
+    assert {s.features for s in exp.scenarios if not s.features.startswith("patches")} == {"gray", "rgb"}
+    curve = sorted(int(s.features.split(":")[1]) for s in exp.scenarios if s.features.startswith("patches:"))
+    assert len(curve) >= 3 and curve == sorted(set(curve))  # an accuracy-against-K curve
 
 
 def test_grid_lists_expand_but_a_hidden_layer_list_is_one_value():

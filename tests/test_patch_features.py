@@ -169,7 +169,7 @@ def test_model_features_are_the_numpy_encoders(spark, fitted):
     pixels = np.stack([np.frombuffer(r.data, np.uint8).reshape(32, 32, 3) for r in row])
     want = features.patch_encoder().encode(pixels)
     a, b = pm.fold_pairs(32, 2)
-    np.testing.assert_allclose(np.stack([r.features.toArray() for r in row]), want[:, a] + want[:, b], rtol=1e-6)
+    np.testing.assert_allclose(np.stack([r.features.toArray() for r in row]), np.sqrt(want[:, a] + want[:, b]), rtol=1e-5)
 
 
 def test_dictionary_is_closed_under_mirroring(fitted):
@@ -184,7 +184,7 @@ def test_random_dictionary_needs_no_kmeans(spark):
 
 @pytest.mark.parametrize("params, message", [
     ({"k": 7}, "even"), ({"encoder": "relu"}, "encoder"), ({"dictionary": "pca"}, "dictionary"),
-    ({"patchSize": 40}, "larger than the images"), ({"poolingGrid": 30}, "more regions"),
+    ({"patchSize": 40}, "larger than the images"), ({"power": 0.0}, "power"), ({"poolingGrid": 30}, "more regions"),
 ])
 def test_bad_parameters_are_refused_before_any_work(spark, params, message):
     with pytest.raises(ValueError, match=message):
@@ -210,6 +210,34 @@ def test_ridge_matches_the_closed_form_solution(spark):
     v = np.linalg.solve(z.T @ z + 0.05 * len(x) * np.eye(6), z.T @ (onehot - onehot.mean(axis=0)))
     np.testing.assert_allclose(model.coefficients, v / sd[:, None], rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(model.intercept, onehot.mean(axis=0) - mu @ (v / sd[:, None]), rtol=1e-3, atol=1e-6)
+
+
+def test_ridge_chooses_its_regularisation_on_held_out_sums(spark):
+    from pyspark.ml.linalg import Vectors
+
+    x = RNG.normal(size=(600, 40))
+    y = (x[:, 0] > 0).astype(int)  # one useful feature among 40: heavy regularisation does best
+    df = spark.createDataFrame([(Vectors.dense(r), float(t)) for r, t in zip(x, y)], ["features", "label"])
+    model = RidgeClassifier(regGrid=[1e-6, 1.0, 1e4], validationFraction=0.3).fit(df)
+    errors = model.validationErrors
+    assert set(errors) == {1e-6, 1.0, 1e4} and model.getRegParam() == min(errors, key=errors.get)
+    fixed = RidgeClassifier(regParam=0.5).fit(df)
+    assert fixed.getRegParam() == 0.5 and fixed.validationErrors == {}
+
+
+def test_squared_error_from_the_sums_equals_the_direct_one():
+    from sparkvision.linear import _Sums
+
+    x = RNG.normal(size=(300, 8)).astype(np.float32)
+    y = RNG.integers(0, 3, 300)
+    sums = _Sums.empty(8, 3)
+    sums.add(x[:200], y[:200])
+    held = _Sums.empty(8, 3)
+    held.add(x[200:], y[200:])
+    w, b = sums.solve(0.1, True)
+    direct = ((x[200:] @ w + b - np.eye(3)[y[200:]]) ** 2).sum()
+    assert held.squared_error(w, b) == pytest.approx(direct, rel=1e-6)
+    assert (sums + held).n == 300
 
 
 def test_ridge_refuses_a_negative_regularisation(spark):

@@ -51,7 +51,7 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
                    {"maxIter": 50, "regParam": 0.01}, ("maxIter", "regParam", "tol", "standardization"),
                    one_vs_rest=True),
     ClassifierSpec("ridge", "ridge regression onto one-hot labels, fitted in one pass (for wide features)",
-                   RidgeClassifier, {"regParam": 3e-4}, ("regParam", "standardization")),
+                   RidgeClassifier, {}, ("regParam", "regGrid", "validationFraction", "standardization")),
     ClassifierSpec("naive_bayes", "Gaussian naive Bayes", NaiveBayes, {"modelType": "gaussian"},
                    ("modelType", "smoothing")),
 ]}

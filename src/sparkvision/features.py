@@ -202,13 +202,15 @@ class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
     flipInvariant = Param(Params._dummy(), "flipInvariant",
                           "add each feature to its mirror partner: equal features for an image and its mirror "
                           "(half as many values)", typeConverter=TypeConverters.toBoolean)
+    power = Param(Params._dummy(), "power", "each pooled value is raised to this power (0.5: square root; "
+                  "evens out large and small sums for the linear classifier)", typeConverter=TypeConverters.toFloat)
     imageHeight = Param(Params._dummy(), "imageHeight", "image height in pixels", typeConverter=TypeConverters.toInt)
     imageWidth = Param(Params._dummy(), "imageWidth", "image width in pixels", typeConverter=TypeConverters.toInt)
     imageChannels = Param(Params._dummy(), "imageChannels", "channels per pixel (3: RGB)", typeConverter=TypeConverters.toInt)
 
     _DEFAULTS = dict(inputCol="data", outputCol="features", k=1600, patchSize=6, stride=1, poolingGrid=2,
                      encoder="triangle", alpha=0.25, whiteningEps=0.1, dictionary="kmeans", numPatches=200_000,
-                     maxIter=10, flipInvariant=True, imageHeight=32, imageWidth=32, imageChannels=3, seed=42)
+                     maxIter=10, flipInvariant=True, power=0.5, imageHeight=32, imageWidth=32, imageChannels=3, seed=42)
 
     def _check(self) -> None:
         g = self.getOrDefault
@@ -216,6 +218,8 @@ class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
             raise ValueError(f"k must be an even number of centroids ≥ 2, not {g(self.k)}")
         if g(self.encoder) not in ("triangle", "soft"):
             raise ValueError(f"encoder must be 'triangle' or 'soft', not {g(self.encoder)!r}")
+        if not 0 < g(self.power) <= 1:
+            raise ValueError(f"power must be in (0, 1], not {g(self.power)}")
         if g(self.dictionary) not in ("kmeans", "random"):
             raise ValueError(f"dictionary must be 'kmeans' or 'random', not {g(self.dictionary)!r}")
         for name in ("patchSize", "stride", "poolingGrid", "numPatches", "maxIter", "imageHeight", "imageWidth",
@@ -274,8 +278,8 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParam
     def __init__(self, *, inputCol: str = "data", outputCol: str = "features", k: int = 1600, patchSize: int = 6,
                  stride: int = 1, poolingGrid: int = 2, encoder: str = "triangle", alpha: float = 0.25,
                  whiteningEps: float = 0.1, dictionary: str = "kmeans", numPatches: int = 200_000,
-                 maxIter: int = 10, flipInvariant: bool = True, imageHeight: int = 32, imageWidth: int = 32,
-                 imageChannels: int = 3, seed: int = 42) -> None:
+                 maxIter: int = 10, flipInvariant: bool = True, power: float = 0.5, imageHeight: int = 32,
+                 imageWidth: int = 32, imageChannels: int = 3, seed: int = 42) -> None:
         super().__init__()
         self._setDefault(**self._DEFAULTS)
         self.setParams(**self._input_kwargs)
@@ -284,8 +288,8 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParam
     def setParams(self, *, inputCol: str = "data", outputCol: str = "features", k: int = 1600, patchSize: int = 6,
                   stride: int = 1, poolingGrid: int = 2, encoder: str = "triangle", alpha: float = 0.25,
                   whiteningEps: float = 0.1, dictionary: str = "kmeans", numPatches: int = 200_000,
-                  maxIter: int = 10, flipInvariant: bool = True, imageHeight: int = 32, imageWidth: int = 32,
-                  imageChannels: int = 3, seed: int = 42) -> "PatchFeatures":
+                  maxIter: int = 10, flipInvariant: bool = True, power: float = 0.5, imageHeight: int = 32,
+                  imageWidth: int = 32, imageChannels: int = 3, seed: int = 42) -> "PatchFeatures":
         """Set this stage's parameters; returns the stage."""
         return self._set(**self._input_kwargs)
 
@@ -448,7 +452,7 @@ class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
         params = dict(size=self.getOrDefault(self.patchSize), stride=self.getOrDefault(self.stride),
                       grid=self.getOrDefault(self.poolingGrid), height=shape[0], width=shape[1],
                       triangle=self.getOrDefault(self.encoder) == "triangle", alpha=self.getOrDefault(self.alpha))
-        k, flip = self.getOrDefault(self.k), self.getOrDefault(self.flipInvariant)
+        k, flip, power = self.getOrDefault(self.k), self.getOrDefault(self.flipInvariant), self.getOrDefault(self.power)
 
         def encode(data: pa.Array) -> pa.Array:
             from threadpoolctl import threadpool_limits
@@ -460,6 +464,8 @@ class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
             if flip:
                 a, b = patch_math.fold_pairs(k, params["grid"])
                 features = features[:, a] + features[:, b]
+            if power != 1.0:
+                np.power(features, np.float32(power), out=features)
             width = features.shape[1]
             offsets = np.arange(0, (len(features) + 1) * width, width, dtype=np.int32)
             return pa.ListArray.from_arrays(pa.array(offsets), pa.array(features.ravel()))

@@ -18,7 +18,7 @@ from pyspark.ml import Estimator, Model
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol,
-                                     HasRawPredictionCol, HasRegParam, HasStandardization)
+                                     HasRawPredictionCol, HasRegParam, HasSeed, HasStandardization)
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -36,15 +36,22 @@ def _rows(arr: pa.Array) -> np.ndarray:
 
 
 class _RidgeParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredictionCol,
-                   HasRegParam, HasStandardization):
+                   HasRegParam, HasSeed, HasStandardization):
     """Params shared by :class:`RidgeClassifier` and its model."""
 
+    regGrid = Param(Params._dummy(), "regGrid",
+                    "when regParam is not set: candidates, the one with the least validation error is used",
+                    typeConverter=TypeConverters.toListFloat)
+    validationFraction = Param(Params._dummy(), "validationFraction",
+                               "share of the rows held out (in the same pass) to choose regParam from regGrid",
+                               typeConverter=TypeConverters.toFloat)
     softmaxScale = Param(Params._dummy(), "softmaxScale",
                          "probability = softmax(scale × score); scores rank classes, they are not calibrated",
                          typeConverter=TypeConverters.toFloat)
 
     _DEFAULTS = dict(featuresCol="features", labelCol="label", predictionCol="prediction",
-                     probabilityCol="probability", rawPredictionCol="rawPrediction", regParam=3e-4,
+                     probabilityCol="probability", rawPredictionCol="rawPrediction",
+                     regGrid=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], validationFraction=0.1, seed=42,
                      standardization=True, softmaxScale=10.0)
 
 
@@ -52,7 +59,10 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
     """Linear classifier: ridge regression of one-hot labels, argmax of the scores.
 
     ``regParam`` is relative: with standardised features λ = regParam × number of rows, so the
-    same value suits any data size. The fit reads its input once (no cache needed).
+    same value suits any data size. Left unset, it is chosen from ``regGrid``: a
+    ``validationFraction`` of the rows is summed apart in the same pass, each candidate is
+    solved on the rest, and the one with the least squared error on the held-out sums wins;
+    the final weights use all rows. The fit reads its input once (no cache needed).
 
     Examples
     --------
@@ -70,7 +80,9 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
     @keyword_only
     def __init__(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
                  probabilityCol: str = "probability", rawPredictionCol: str = "rawPrediction",
-                 regParam: float = 3e-4, standardization: bool = True, softmaxScale: float = 10.0) -> None:
+                 regParam: float | None = None, regGrid: list[float] | None = None,
+                 validationFraction: float = 0.1, seed: int = 42, standardization: bool = True,
+                 softmaxScale: float = 10.0) -> None:
         super().__init__()
         self._setDefault(**self._DEFAULTS)
         self.setParams(**self._input_kwargs)
@@ -78,13 +90,17 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
     @keyword_only
     def setParams(self, *, featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction",
                   probabilityCol: str = "probability", rawPredictionCol: str = "rawPrediction",
-                  regParam: float = 3e-4, standardization: bool = True,
+                  regParam: float | None = None, regGrid: list[float] | None = None,
+                  validationFraction: float = 0.1, seed: int = 42, standardization: bool = True,
                   softmaxScale: float = 10.0) -> "RidgeClassifier":
         """Set this stage's parameters; returns the stage."""
-        return self._set(**self._input_kwargs)
+        return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
 
     def setRegParam(self, value: float) -> "RidgeClassifier":
         return self._set(regParam=value)
+
+    def setSeed(self, value: int) -> "RidgeClassifier":
+        return self._set(seed=value)
 
     def setFeaturesCol(self, value: str) -> "RidgeClassifier":
         return self._set(featuresCol=value)
@@ -103,78 +119,124 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
         return int(top) + 1
 
     def _fit(self, dataset: DataFrame) -> "RidgeClassifierModel":
-        reg = self.getRegParam()
-        if reg < 0:
-            raise ValueError(f"regParam must be ≥ 0, not {reg}")
-        classes = self._num_classes(dataset)
+        grid = [] if self.isSet(self.regParam) else list(self.getOrDefault(self.regGrid))
+        for reg in ([self.getRegParam()] if self.isSet(self.regParam) else grid):
+            if reg < 0:
+                raise ValueError(f"regParam must be ≥ 0, not {reg}")
+        if not grid and not self.isSet(self.regParam):
+            raise ValueError("set regParam, or give regGrid values to choose it from")
+        holdout = float(self.getOrDefault(self.validationFraction)) if len(grid) > 1 else 0.0
+        if not 0 <= holdout < 1:
+            raise ValueError(f"validationFraction must be in [0, 1), not {holdout}")
+        classes, seed = self._num_classes(dataset), self.getOrDefault(self.seed)
         rows = dataset.select(vector_to_array(F.col(self.getFeaturesCol()), "float32").alias("x"),
                               F.col(self.getLabelCol()).cast("int").alias("y"))
 
-        def partial_sums(batches):  # in the tasks: XᵀX, XᵀY, Σx, n of this partition
+        def partial_sums(batches):  # in the tasks: the sums of this partition, per part (fit, validation)
+            from pyspark import TaskContext
             from threadpoolctl import threadpool_limits
 
-            gram = xty = total = counts = None
-            n = 0
+            rng = np.random.default_rng([seed, TaskContext.get().partitionId()])
+            parts: dict[int, _Sums] = {}
             with threadpool_limits(1):
                 for batch in batches:
                     x, y = _rows(batch.column(0)), batch.column(1).to_numpy(zero_copy_only=False)
-                    if not len(x):
-                        continue
-                    if gram is None:
-                        d = x.shape[1]
-                        gram, xty, total = np.zeros((d, d)), np.zeros((d, classes)), np.zeros(d)
-                        counts = np.zeros(classes)
                     if (y < 0).any() or (y >= classes).any():
                         raise ValueError(f"labels must be in [0, {classes}); found {int(y.min())}..{int(y.max())}")
-                    gram += x.T @ x  # float32 product, float64 sum across batches
-                    onehot = np.zeros((len(y), classes), np.float32)
-                    onehot[np.arange(len(y)), y] = 1.0
-                    xty += x.T @ onehot
-                    total += x.sum(axis=0, dtype=np.float64)
-                    counts += np.bincount(y, minlength=classes)
-                    n += len(x)
-            if n:
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array([to_npy(gram.astype(np.float32))], pa.binary()), pa.array([to_npy(xty)], pa.binary()),
-                     pa.array([to_npy(total)], pa.binary()), pa.array([to_npy(counts)], pa.binary()), pa.array([n])],
-                    ["gram", "xty", "total", "counts", "n"])
+                    in_validation = rng.random(len(y)) < holdout
+                    for part, mask in ((0, ~in_validation), (1, in_validation)):
+                        if mask.any():
+                            parts.setdefault(part, _Sums.empty(x.shape[1], classes)).add(x[mask], y[mask])
+            for part, sums in parts.items():
+                yield pa.RecordBatch.from_arrays([pa.array([part], pa.int32())] + [pa.array([b], pa.binary()) for b in sums.blobs()],
+                                                 ["part", *_Sums.FIELDS])
 
-        gram = xty = total = counts = None
-        n = 0
-        # One small row per partition, fetched one partition at a time: the driver holds d×d twice at most.
-        sums = rows.mapInArrow(partial_sums, "gram binary, xty binary, total binary, counts binary, n long")
-        for row in sums.toLocalIterator():
-            g = from_npy(row.gram).astype(np.float64)
-            gram = g if gram is None else gram + g
-            xty = from_npy(row.xty) if xty is None else xty + from_npy(row.xty)
-            total = from_npy(row.total) if total is None else total + from_npy(row.total)
-            counts = from_npy(row.counts) if counts is None else counts + from_npy(row.counts)
-            n += row.n
-        if not n:
+        parts: dict[int, _Sums] = {}
+        # One row per partition and part, fetched one partition at a time: the driver holds a few d×d arrays.
+        schema = "part int, " + ", ".join(f"{name} binary" for name in _Sums.FIELDS)
+        for row in rows.mapInArrow(partial_sums, schema).toLocalIterator():
+            sums = _Sums.from_blobs([row[name] for name in _Sums.FIELDS])
+            parts[row.part] = parts[row.part] + sums if row.part in parts else sums
+        if not parts:
             raise ValueError("RidgeClassifier cannot fit on an empty dataset")
-        coef, intercept = _solve(gram, xty, total, counts, n, reg, self.getStandardization())
+        standardize = self.getStandardization()
+        if self.isSet(self.regParam):
+            chosen, errors = self.getRegParam(), {}
+        elif 0 in parts and 1 in parts:
+            errors = {reg: parts[1].squared_error(*parts[0].solve(reg, standardize)) / parts[1].n for reg in grid}
+            chosen = min(errors, key=errors.get)
+        else:  # too few rows to hold any out
+            chosen, errors = grid[len(grid) // 2], {}
+        everything = parts[0] + parts[1] if len(parts) == 2 else next(iter(parts.values()))
+        coef, intercept = everything.solve(chosen, standardize)
         model = RidgeClassifierModel()
         self._copyValues(model)
+        model._set(regParam=chosen)
+        model.validationErrors = errors
         model._set_arrays({"coefficients": coef, "intercept": intercept})
         return model
 
 
-def _solve(gram: np.ndarray, xty: np.ndarray, total: np.ndarray, counts: np.ndarray, n: int, reg: float,
-           standardize: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(weights d × C, intercept C) of ridge regression onto one-hot labels, from one pass's sums.
+class _Sums:
+    """The sufficient statistics of least squares over some rows: XᵀX, XᵀY (one-hot), Σx, class counts."""
 
-    Centring and standardising are done on the sums: Σ(x−μ)(x−μ)ᵀ = XᵀX − nμμᵀ and
-    Σ(x−μ)(y−ȳ)ᵀ = XᵀY − nμȳᵀ; the intercept is not penalised.
-    """
-    mean, ybar = total / n, counts / n
-    centred = gram - n * np.outer(mean, mean)
-    rhs = xty - n * np.outer(mean, ybar)
-    scale = np.sqrt(np.maximum(np.diag(centred) / n, 0.0)) if standardize else np.ones(len(mean))
-    scale[scale < 1e-8] = 1.0  # a constant feature stays unscaled; its weight comes out ~0
-    system = centred / np.outer(scale, scale)
-    system[np.diag_indices_from(system)] += reg * n + 1e-9 * n  # a tiny floor keeps regParam=0 solvable
-    weights = np.linalg.solve(system, rhs / scale[:, None]) / scale[:, None]
-    return weights, ybar - mean @ weights
+    FIELDS = ("gram", "xty", "total", "counts")
+
+    def __init__(self, gram: np.ndarray, xty: np.ndarray, total: np.ndarray, counts: np.ndarray) -> None:
+        self.gram, self.xty, self.total, self.counts = gram, xty, total, counts
+
+    @classmethod
+    def empty(cls, d: int, classes: int) -> "_Sums":
+        return cls(np.zeros((d, d)), np.zeros((d, classes)), np.zeros(d), np.zeros(classes))
+
+    @property
+    def n(self) -> int:
+        return int(round(self.counts.sum()))
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Add rows ``x`` (float32) with labels ``y``: float32 products, float64 running sums."""
+        self.gram += x.T @ x
+        onehot = np.zeros((len(y), self.xty.shape[1]), np.float32)
+        onehot[np.arange(len(y)), y] = 1.0
+        self.xty += x.T @ onehot
+        self.total += x.sum(axis=0, dtype=np.float64)
+        self.counts += np.bincount(y, minlength=len(self.counts))
+
+    def blobs(self) -> list[bytes]:
+        # XᵀX travels as float32 (half the bytes); the driver sums partitions in float64.
+        return [to_npy(self.gram.astype(np.float32)), to_npy(self.xty), to_npy(self.total), to_npy(self.counts)]
+
+    @classmethod
+    def from_blobs(cls, blobs: list[bytes]) -> "_Sums":
+        return cls(*(from_npy(b).astype(np.float64) for b in blobs))
+
+    def __add__(self, other: "_Sums") -> "_Sums":
+        return _Sums(self.gram + other.gram, self.xty + other.xty, self.total + other.total,
+                     self.counts + other.counts)
+
+    def solve(self, reg: float, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(weights d × C, intercept C) of ridge regression onto one-hot labels.
+
+        Centring and standardising are done on the sums: Σ(x−μ)(x−μ)ᵀ = XᵀX − nμμᵀ and
+        Σ(x−μ)(y−ȳ)ᵀ = XᵀY − nμȳᵀ. λ = reg × n on standardised features; the intercept is not
+        penalised.
+        """
+        n = self.n
+        mean, ybar = self.total / n, self.counts / n
+        centred = self.gram - n * np.outer(mean, mean)
+        rhs = self.xty - n * np.outer(mean, ybar)
+        scale = np.sqrt(np.maximum(np.diag(centred) / n, 0.0)) if standardize else np.ones(len(mean))
+        scale[scale < 1e-8] = 1.0  # a constant feature stays unscaled; its weight comes out ~0
+        system = centred / np.outer(scale, scale)
+        system[np.diag_indices_from(system)] += reg * n + 1e-9 * n  # a tiny floor keeps reg=0 solvable
+        weights = np.linalg.solve(system, rhs / scale[:, None]) / scale[:, None]
+        return weights, ybar - mean @ weights
+
+    def squared_error(self, weights: np.ndarray, intercept: np.ndarray) -> float:
+        """Σ‖xW + b − y‖² over these rows, from the sums alone (no second pass over the data)."""
+        gw = self.gram @ weights
+        return float(np.sum(weights * gw) + 2 * intercept @ (weights.T @ self.total) + self.n * intercept @ intercept
+                     - 2 * np.sum(weights * self.xty) - 2 * intercept @ self.counts + self.n)
 
 
 class RidgeClassifierModel(Model, _RidgeParams, ArraysReadWrite):
@@ -184,6 +246,7 @@ class RidgeClassifierModel(Model, _RidgeParams, ArraysReadWrite):
         super().__init__()
         self._setDefault(**self._DEFAULTS)
         self._arrays: dict[str, np.ndarray] = {}
+        self.validationErrors: dict[float, float] = {}  # regParam → mean squared error, when it was chosen
 
     _array_dtype = np.float64
 
