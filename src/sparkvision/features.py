@@ -145,9 +145,9 @@ def parse_feature_set(features: str) -> tuple[str, int | None]:
             return kind, DEFAULT_CENTROIDS
         if k.isdigit() and int(k) >= 2 and int(k) % 2 == 0:
             return kind, int(k)
-        raise ValueError(f"feature set {features!r}: the number of centroids must be an even number ≥ 2, "
+        raise ValueError(f"features {features!r}: the number of centroids must be an even number ≥ 2, "
                          "e.g. patches:1600")
-    raise ValueError(f"unknown feature set {features!r}: choose gray, rgb, patches or patches:K")
+    raise ValueError(f"features {features!r}: choose gray, rgb, patches or patches:K")
 
 
 def feature_size(features: str, info) -> int:
