@@ -237,6 +237,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                      "num_images": table.info.num_images, "evaluated_on": "test_batch"
                      if table.info.has_test else f"random {config.test_fraction} hold-out, seed {config.seed}"},
             "class_names": list(table.info.class_names),
+            "spark_master": spark.sparkContext.master,  # the one used: spark-submit's may differ from --master
             "versions": _versions(spark),
         })
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))

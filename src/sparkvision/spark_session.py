@@ -83,11 +83,14 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     Local mode binds the driver to 127.0.0.1, so nothing listens on other interfaces, and its
     Python workers use this interpreter unless PYSPARK_PYTHON says otherwise. Spark's console progress
     bar is shown only when stderr is a terminal (``show_progress`` overrides). A driver memory
-    that cannot fit in this machine is refused before the JVM starts.
+    that cannot fit in this machine is refused before the JVM starts. Launched by spark-submit,
+    its settings win (its JVM already runs) and ``settings`` fill in the rest. On a cluster
+    master the package is shipped to the executors (``cluster.ship_package``).
     """
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
+    from sparkvision.cluster import ship_package, submitted_conf
     from sparkvision.memory import check_driver_memory, machine_memory
 
     s = settings or SparkSettings()
@@ -97,8 +100,9 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     if s.shuffle_partitions < 1:
         raise ConfigError(f"shuffle partitions must be at least 1, not {s.shuffle_partitions}.")
     java_version()
-    master = s.master
-    if SparkContext._active_spark_context is None:  # the JVM starts here: check it fits first
+    submitted = submitted_conf()
+    master = submitted.get("spark.master", s.master)
+    if not submitted and SparkContext._active_spark_context is None:  # the JVM starts here: check it fits first
         check_driver_memory(s.conf.get("spark.driver.memory", s.driver_memory), *machine_memory())
     if show_progress is None:
         show_progress = sys.stderr.isatty()
@@ -119,6 +123,8 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     conf.update(s.conf)
+    if submitted:  # spark-submit's own settings stand, and its JVM's memory can no longer change
+        conf = {k: v for k, v in conf.items() if k not in submitted and k != "spark.driver.memory"}
     builder = SparkSession.builder.master(master).appName(s.app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -131,4 +137,5 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
             "Check --master and the memory settings (they must fit in this machine's memory)."
         ) from exc
     spark.sparkContext.setLogLevel("ERROR")
+    ship_package(spark)
     return spark
