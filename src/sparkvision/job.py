@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from pyspark.sql import functions as F
 
 from sparkvision import __version__
+from sparkvision.atomic import remove_stale, temp_path
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
 from sparkvision.spark_session import SparkSettings
 
@@ -132,7 +133,8 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
     if final.exists():
         raise ConfigError(f"--out {final} already exists; choose another folder or remove it.")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    remove_stale(final)  # what a killed run writing this folder left
+    tmp = temp_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return final, tmp
