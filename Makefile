@@ -42,5 +42,9 @@ cluster-test: check-java
 bench: check-java
 	$(PY) benchmarks/seed_vs_sparkvision.py $(DATA)
 
+# Cost against data size (benchmarks/scaling.py): DATA must be a folder holding cifar-10-batches-py.
+scaling: check-java
+	$(PY) benchmarks/scaling.py $(DATA) $(ARGS)
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
