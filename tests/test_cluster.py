@@ -236,6 +236,18 @@ def test_spark_submit_settings_are_used(spark, cluster, worker_python, local_run
 
 
 @pytest.mark.cluster
+def test_executors_no_worker_can_hold_are_a_clear_error(cluster, cifar_py, tmp_path):
+    """The default 4g executors cannot start on 1g workers: the master would leave the run waiting forever."""
+    cluster.ensure_workers(2)
+    done = subprocess.run([sys.executable, "-m", "sparkvision", *_run_args(cifar_py, tmp_path / "out", tmp_path / "work"),
+                           "--master", cluster.url, "--conf", "spark.sparkvision.executorWaitSeconds=10"],
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "gave this application no executor in 10 s" in done.stderr and "lower --executor-memory" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.cluster
 def test_a_worker_killed_mid_run_is_survived(spark, cluster, worker_python, local_run, cifar_py, tmp_path):
     cluster.ensure_workers(2)
     out = tmp_path / "out"

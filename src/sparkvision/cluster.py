@@ -1,5 +1,6 @@
 """What running on a cluster needs beyond local mode: the package shipped to the executors, and
-spark-submit's settings respected.
+spark-submit's settings respected, and a standalone master that cannot give executors is an error,
+not a silent wait.
 
 Tasks import sparkvision (the batch reader, the image decoder, the feature stages), so every
 executor must have the driver's code. :func:`ship_package` sends it as a zip with
@@ -14,6 +15,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -49,6 +51,39 @@ def package_zip() -> str:
                     zf.write(file, Path("sparkvision") / file.relative_to(package))
         _ZIPS[str(package)] = str(path)
     return _ZIPS[str(package)]
+
+
+EXECUTOR_WAIT = "spark.sparkvision.executorWaitSeconds"  # how long a standalone master may take to give executors
+DEFAULT_EXECUTOR_WAIT = 120
+
+
+def wait_for_executors(spark) -> None:
+    """On a standalone master (``spark://``), wait until at least one executor has registered;
+    raise :class:`ConfigError` when none has within ``spark.sparkvision.executorWaitSeconds``.
+
+    A standalone master that has no worker able to hold an executor of ``--executor-memory``
+    leaves the application waiting, silently, forever (seen with two 1g workers and the default
+    4g; ``tests/test_cluster.py`` checks the error). With dynamic allocation, executors come
+    only with tasks, so nothing is checked then.
+    """
+    from sparkvision.errors import ConfigError
+
+    sc = spark.sparkContext
+    conf = sc.getConf()
+    if not sc.master.startswith("spark://") or conf.get("spark.dynamicAllocation.enabled", "false") == "true":
+        return
+    wait = float(conf.get(EXECUTOR_WAIT, str(DEFAULT_EXECUTOR_WAIT)))
+    memory = conf.get("spark.executor.memory", "1g")  # Spark's own default when nothing set it
+    deadline = time.monotonic() + wait
+    while sc._jsc.sc().getExecutorMemoryStatus().size() < 2:  # the driver's own block manager is one
+        if time.monotonic() > deadline:
+            spark.stop()
+            raise ConfigError(
+                f"the standalone master {sc.master} gave this application no executor in {wait:.0f} s. Each "
+                f"executor needs {memory} of memory (--executor-memory) and a core on one worker: if no worker "
+                "offers that much (a worker offers its --memory, or SPARK_WORKER_MEMORY), lower --executor-memory; "
+                f"if the cluster is busy, wait longer with --conf {EXECUTOR_WAIT}=600.")
+        time.sleep(0.5)
 
 
 def ship_package(spark) -> str | None:

@@ -85,12 +85,13 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     bar is shown only when stderr is a terminal (``show_progress`` overrides). A driver memory
     that cannot fit in this machine is refused before the JVM starts. Launched by spark-submit,
     its settings win (its JVM already runs) and ``settings`` fill in the rest. On a cluster
-    master the package is shipped to the executors (``cluster.ship_package``).
+    master the package is shipped to the executors (``cluster.ship_package``); a standalone
+    master that gives no executor is an error (``cluster.wait_for_executors``).
     """
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    from sparkvision.cluster import ship_package, submitted_conf
+    from sparkvision.cluster import ship_package, submitted_conf, wait_for_executors
     from sparkvision.memory import check_driver_memory, machine_memory
 
     s = settings or SparkSettings()
@@ -138,4 +139,5 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         ) from exc
     spark.sparkContext.setLogLevel("ERROR")
     ship_package(spark)
+    wait_for_executors(spark)
     return spark
