@@ -64,12 +64,14 @@ def test_this_machine_is_read_and_the_default_follows_the_rule():
     assert SparkSettings().driver_memory == size_memory(total, cores).driver_memory
 
 
-@pytest.mark.parametrize("flag", [["--driver-memory", "500t"], ["--conf", "spark.driver.memory=500t"]])
-def test_run_refuses_a_driver_that_cannot_fit_before_starting_java(flag, cifar_py, tmp_path):
+@pytest.mark.parametrize("size, flag", [("500g", "--driver-memory"), ("500t", "--conf")])
+def test_run_refuses_a_driver_that_cannot_fit_before_starting_java(size, flag, cifar_py, tmp_path):
+    # java -Xmx500g starts on a small machine (the heap is only reserved) and fails once it fills
+    setting = size if flag == "--driver-memory" else f"spark.driver.memory={size}"
     done = run_cli("run", "--data", str(cifar_py), "--work-dir", str(tmp_path / "work"), "--out",
-                   str(tmp_path / "out"), *flag, timeout=60)
+                   str(tmp_path / "out"), flag, setting, timeout=60)
     assert done.returncode == 2
-    assert "driver memory 500t cannot fit" in done.stderr and "--driver-memory" in done.stderr
+    assert f"driver memory {size} cannot fit" in done.stderr and "--driver-memory" in done.stderr
     assert "Exception" not in done.stderr and "at org.apache" not in done.stderr  # no JVM trace: it never started
     assert "[1/5] starting Spark" in done.stderr and "[2/5]" not in done.stderr
     assert not (tmp_path / "out").exists()
