@@ -4,7 +4,7 @@ not a silent wait.
 
 Tasks import sparkvision (the batch reader, the image decoder, the feature stages), so every
 executor must have the driver's code. :func:`ship_package` sends it as a zip with
-``addPyFile``; the workers need only its dependencies (numpy, pyarrow, pandas, Pillow).
+``addPyFile``; the workers need only its dependencies (``pyproject.toml``: numpy, pyarrow, …).
 ``tests/test_cluster.py`` proves it on a standalone cluster whose workers' Python cannot import
 an installed sparkvision.
 """
