@@ -6,7 +6,7 @@ DATA   ?= auto
 ARGS   ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test experiment notebook setup check-java bench clean
+.PHONY: run test cluster-test experiment notebook setup check-java bench scaling clean
 
 # The stamp is rebuilt only when pyproject.toml changes, so a second `make run` reuses the venv.
 $(STAMP): pyproject.toml
@@ -33,10 +33,18 @@ notebook: check-java
 	$(VENV)/bin/jupyter lab notebooks/cifar10_pipeline.ipynb
 
 test: check-java
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not cluster"
+
+# A standalone master and two workers on 127.0.0.1 (tests/test_cluster.py): minutes, so not in `make test`.
+cluster-test: check-java
+	$(PY) -m pytest -q -m cluster tests/test_cluster.py
 
 bench: check-java
 	$(PY) benchmarks/seed_vs_sparkvision.py $(DATA)
+
+# Cost against data size (benchmarks/scaling.py): DATA must be a folder holding cifar-10-batches-py.
+scaling: check-java
+	$(PY) benchmarks/scaling.py $(DATA) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -3,7 +3,7 @@
 Everything here is importable from ``sparkvision`` itself (``import sparkvision as sv``) and is
 the same code the commands run, not a second implementation.
 
-    spark = sv.session(master="local[*]", driver_memory="4g")
+    spark = sv.session(master="local[*]")                  # driver memory sized from the machine
     table = sv.load_cifar10(spark, "/data/cifar")          # or "auto"; an ImageTable
     train, test = sv.split_table(sv.label_with_classes(table.df, table.info.class_names),
                                  table.info.has_test, 0.2, seed=42)
@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-def session(master: str = "local[*]", *, driver_memory: str = "4g", executor_memory: str = "4g",
+def session(master: str = "local[*]", *, driver_memory: str | None = None, executor_memory: str = "4g",
             memory_overhead: str = "512m", shuffle_partitions: int = 100, app_name: str = "sparkvision",
             show_progress: bool | None = None, conf: dict[str, str] | None = None):
     """Start (or reuse) a SparkSession as ``sparkvision run`` does (local mode binds to 127.0.0.1);
-    ``conf`` holds any other Spark settings, e.g. ``{"spark.ui.enabled": "false"}``.
+    ``conf`` holds any other Spark settings, e.g. ``{"spark.ui.enabled": "false"}``. Without
+    ``driver_memory``, it is sized from this machine (``sparkvision.memory.size_memory``).
 
     Examples
     --------
@@ -34,7 +35,8 @@ def session(master: str = "local[*]", *, driver_memory: str = "4g", executor_mem
     """
     from sparkvision.spark_session import SparkSettings, build_session
 
-    return build_session(SparkSettings(master=master, driver_memory=driver_memory, executor_memory=executor_memory,
+    sized = {} if driver_memory is None else {"driver_memory": driver_memory}
+    return build_session(SparkSettings(master=master, executor_memory=executor_memory, **sized,
                                        memory_overhead=memory_overhead, shuffle_partitions=shuffle_partitions,
                                        app_name=app_name, conf=dict(conf or {})), show_progress=show_progress)
 

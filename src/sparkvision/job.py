@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from pyspark.sql import functions as F
 
 from sparkvision import __version__
+from sparkvision.atomic import remove_stale, temp_path
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
 from sparkvision.spark_session import SparkSettings
 
@@ -140,7 +141,8 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
     if final.exists():
         raise ConfigError(f"--out {final} already exists; choose another folder or remove it.")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    remove_stale(final)  # what a killed run writing this folder left
+    tmp = temp_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return final, tmp
@@ -246,6 +248,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                      "num_images": table.info.num_images, "evaluated_on": "test_batch"
                      if table.info.has_test else f"random {config.test_fraction} hold-out, seed {config.seed}"},
             "class_names": list(table.info.class_names),
+            "spark_master": spark.sparkContext.master,  # the one used: spark-submit's may differ from --master
             "versions": _versions(spark),
         })
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -1,7 +1,8 @@
 """Building the SparkSession: local mode by default, any ``--master``, memory settings, Java check.
 
-The defaults are the assignment's (driver and executor memory 4g, 512m overhead, 100 shuffle
-partitions) so results compare; every one can be overridden from the command line.
+Driver memory defaults to a share of this machine's memory (``memory.size_memory``); the others
+are the assignment's (executor memory 4g, 512m overhead, 100 shuffle partitions). Every one can
+be overridden from the command line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparkvision.errors import ConfigError, JavaNotFoundError
+from sparkvision.memory import default_driver_memory
 
 MIN_JAVA = 17
 _INSTALL_JAVA = (
@@ -63,7 +65,7 @@ class SparkSettings:
     """How to start Spark. Memory values are JVM sizes such as ``4g`` or ``512m``."""
 
     master: str = "local[*]"
-    driver_memory: str = "4g"        # the assignment's setting; the driver holds only metadata here
+    driver_memory: str = field(default_factory=default_driver_memory)  # sized from the machine: memory.size_memory
     executor_memory: str = "4g"      # used on a cluster; in local mode the driver is the executor
     memory_overhead: str = "512m"    # off-heap room per executor, mostly for Python workers
     shuffle_partitions: int = 100    # the assignment's; adaptive execution coalesces small shuffles
@@ -80,9 +82,17 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
 
     Local mode binds the driver to 127.0.0.1, so nothing listens on other interfaces, and its
     Python workers use this interpreter unless PYSPARK_PYTHON says otherwise. Spark's console progress
-    bar is shown only when stderr is a terminal (``show_progress`` overrides).
+    bar is shown only when stderr is a terminal (``show_progress`` overrides). A driver memory
+    that cannot fit in this machine is refused before the JVM starts. Launched by spark-submit,
+    its settings win (its JVM already runs) and ``settings`` fill in the rest. On a cluster
+    master the package is shipped to the executors (``cluster.ship_package``); a standalone
+    master that gives no executor is an error (``cluster.wait_for_executors``).
     """
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
+
+    from sparkvision.cluster import ship_package, submitted_conf, wait_for_executors
+    from sparkvision.memory import check_driver_memory, machine_memory
 
     s = settings or SparkSettings()
     for name, value in (("driver memory", s.driver_memory), ("executor memory", s.executor_memory),
@@ -91,6 +101,10 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     if s.shuffle_partitions < 1:
         raise ConfigError(f"shuffle partitions must be at least 1, not {s.shuffle_partitions}.")
     java_version()
+    submitted = submitted_conf()
+    master = submitted.get("spark.master", s.master)
+    if not submitted and SparkContext._active_spark_context is None:  # the JVM starts here: check it fits first
+        check_driver_memory(s.conf.get("spark.driver.memory", s.driver_memory), *machine_memory())
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     log_conf = Path(__file__).with_name("log4j2.properties")
@@ -102,7 +116,7 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         "spark.ui.showConsoleProgress": str(bool(show_progress)).lower(),
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_conf}",
     }
-    if _is_loopback_master(s.master):
+    if _is_loopback_master(master):
         # Executors on this machine run this interpreter; on a real cluster the workers' own
         # Python is used unless PYSPARK_PYTHON or spark.pyspark.python says otherwise.
         conf["spark.pyspark.python"] = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -110,16 +124,20 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     conf.update(s.conf)
-    builder = SparkSession.builder.master(s.master).appName(s.app_name)
+    if submitted:  # spark-submit's own settings stand, and its JVM's memory can no longer change
+        conf = {k: v for k, v in conf.items() if k not in submitted and k != "spark.driver.memory"}
+    builder = SparkSession.builder.master(master).appName(s.app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # the JVM did not start: say why in one paragraph
         raise ConfigError(
-            f"Spark could not start with master {s.master!r}, driver memory {s.driver_memory}: "
+            f"Spark could not start with master {master!r}, driver memory {s.driver_memory}: "
             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
             "Check --master and the memory settings (they must fit in this machine's memory)."
         ) from exc
     spark.sparkContext.setLogLevel("ERROR")
+    ship_package(spark)
+    wait_for_executors(spark)
     return spark

@@ -474,7 +474,9 @@ def _decode_partition(batches: Iterator, source: CifarSource) -> Iterator:
     from sparkvision.datasets.table import TABLE_ARROW_SCHEMA
     from sparkvision.errors import SparkVisionError, encode_task_error
     from sparkvision.arrow_bytes import binary_array
+    from sparkvision.faults import fail_first_attempt
 
+    fail_first_attempt("ingest")  # test-only: see sparkvision.faults
     splits = {f.name: f.split for f in source.files}
     for batch in batches:
         for path, content in zip(batch.column("path").to_pylist(), batch.column("content").to_pylist()):

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, IntegerType, StringType, StructField, StructType
 
+from sparkvision.atomic import remove_stale, temp_path
 from sparkvision.errors import SparkVisionError, decode_task_error
 
 TABLE_VERSION = 1  # bump when the schema or its meaning changes: old tables are then not reused
@@ -113,8 +113,9 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
     from sparkvision.errors import BadDataError
 
     path = Path(path)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{int(time.time())}"
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)  # what a killed run writing this table left
+    tmp = temp_path(path)
     try:
         # Files of ~12 MB (and row groups of 8 MB) let a reader spread the table evenly over any
         # number of cores; one file per task would leave cores idle when tasks are few.

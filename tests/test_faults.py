@@ -1,0 +1,154 @@
+"""Faults lose nothing: a task that fails once is retried to the same result, and a run killed
+mid-way leaves nothing half-written, so the next one starts cleanly and succeeds.
+
+(An executor lost mid-run is in test_cluster.py; a killed experiment resumes in test_experiment.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, run_cli
+from sparkvision.atomic import remove_stale, temp_path
+from sparkvision.cli import main
+from sparkvision.faults import ENV
+
+
+def _run(data: Path, out: Path, work: Path, *extra: str) -> list[str]:
+    return ["run", "--data", str(data), "--out", str(out), "--work-dir", str(work), "--seed", "42",
+            "--driver-memory", "1g", "--conf", "spark.ui.enabled=false", *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(spark, cifar_py, tmp_path_factory) -> dict:
+    """A run with nothing going wrong (in this process, on the shared local[2] session): the
+    metrics the faulty runs must give again."""
+    base = tmp_path_factory.mktemp("reference")
+    assert main(_run(cifar_py, base / "out", base / "work", "--quiet")) == 0
+    return json.loads((base / "out" / "metrics.json").read_text())
+
+
+def _same_metrics(got: dict, want: dict) -> None:
+    for key in ("accuracy", "f1_macro", "per_class_accuracy", "confusion_matrix", "num_evaluated"):
+        assert got[key] == want[key], key
+    assert got["data"]["num_images"] == want["data"]["num_images"] == 400  # a retried write adds no rows
+
+
+def _failed_tasks(event_log_dir: Path) -> list[dict]:
+    """Spark's own record (its event log) of every task attempt that ended in an exception."""
+    failed = []
+    for log in event_log_dir.rglob("events_*"):  # a folder per application, with rolling files
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            if event["Event"] == "SparkListenerTaskEnd" and event["Task End Reason"]["Reason"] == "ExceptionFailure":
+                failed.append(event)
+    return failed
+
+
+def test_a_task_failing_once_is_retried_to_the_same_result(reference, cifar_py, tmp_path):
+    events = tmp_path / "events"
+    events.mkdir()
+    # local[2,3]: two cores, up to 3 attempts per task (plain local[2] gives up at the first failure).
+    done = run_cli(*_run(cifar_py, tmp_path / "out", tmp_path / "work", "--master", "local[2,3]",
+                         "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
+                         "--conf", "spark.eventLog.compress=false"),
+                   env={ENV: "ingest"})
+    assert done.returncode == 0, done.stderr
+    failed = _failed_tasks(events)
+    assert len(failed) == 1  # the injected failure happened, once, in the ingestion write
+    assert "injected failure" in failed[0]["Task End Reason"]["Full Stack Trace"]
+    assert failed[0]["Task Info"]["Attempt"] == 0
+    _same_metrics(json.loads((tmp_path / "out" / "metrics.json").read_text()), reference)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) if folder.is_dir() else []
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def _kill_when(argv: list[str], ready, timeout: float = 240) -> None:
+    """Start ``sparkvision`` with ``argv``, SIGKILL its Python process (``kill -9 PID``) as soon as
+    ``ready(stderr lines so far)`` is true, and check that its JVM and Python workers go too."""
+    proc = subprocess.Popen([sys.executable, "-m", "sparkvision", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    lines: list[str] = []
+
+    def read() -> None:  # the progress lines, as they come
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + timeout
+        while not ready(lines):
+            assert proc.poll() is None and time.time() < deadline, "".join(lines)  # it must not finish first
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gone = time.time() + 60
+        while time.time() < gone:  # the JVM exits when its Python's pipe closes; its workers follow
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run's JVM outlived its killed Python process by a minute")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reader.join(timeout=10)
+
+
+def test_a_run_killed_mid_way_leaves_nothing_half_written(reference, cifar_py, tmp_path):
+    work, runs = tmp_path / "work", tmp_path / "runs"
+    out, tables = runs / "out", work / "tables"
+    argv = _run(cifar_py, out, work, "--master", "local[2]")
+
+    # Killed while Spark writes the image table: only a hidden temporary folder is left.
+    _kill_when(argv, lambda lines: bool(_hidden(tables)))
+    assert _visible(tables) == [] and not out.exists()
+    assert _hidden(runs) != []  # the run folder's temporary, never renamed
+
+    # Killed while training: the table was complete (renamed into place), the run folder was not.
+    _kill_when(argv, lambda lines: any(line.startswith("[3/5]") for line in lines))
+    assert not out.exists()
+    [table] = _visible(tables)
+    assert (tables / table / "_sparkvision.json").is_file()
+
+    # The next run reuses the complete table, removes what the killed runs left, and succeeds.
+    done = run_cli(*argv)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["table_reused"]
+    _same_metrics(metrics, reference)
+    assert _hidden(tables) == [] and _hidden(runs) == []
+
+
+def test_only_temporaries_of_finished_processes_on_this_host_are_removed(tmp_path):
+    final = tmp_path / "out"
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    host = socket.gethostname()
+    dead, mine = tmp_path / f".out.tmp-{host}-{finished.pid}", temp_path(final)
+    elsewhere, other = tmp_path / ".out.tmp-another-host-1", tmp_path / f".other.tmp-{host}-{finished.pid}"
+    for folder in (dead, mine, elsewhere, other):
+        folder.mkdir()
+    assert remove_stale(final) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, elsewhere, other))
