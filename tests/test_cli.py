@@ -130,3 +130,19 @@ def test_cifar100_runs_through_the_same_path(spark, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["class_names"]) == 100 and metrics["data"]["evaluated_on"] == "test_batch"
     assert metrics["num_evaluated"] == 300
+
+
+def test_a_dead_jvm_is_recognised_through_chained_errors():
+    from py4j.protocol import Py4JNetworkError
+
+    from sparkvision.cli import _jvm_died
+
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as inner:
+            raise RuntimeError("An error occurred while calling o42.collect") from inner
+    except RuntimeError as outer:
+        assert _jvm_died(outer)
+    assert _jvm_died(Py4JNetworkError("Answer from Java side is empty"))
+    assert not _jvm_died(ValueError("bad value"))

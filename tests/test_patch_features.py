@@ -238,6 +238,15 @@ def test_squared_error_from_the_sums_equals_the_direct_one():
     direct = ((x[200:] @ w + b - np.eye(3)[y[200:]]) ** 2).sum()
     assert held.squared_error(w, b) == pytest.approx(direct, rel=1e-6)
     assert (sums + held).n == 300
+    from sparkvision.stage_io import from_npy
+
+    rebuilt = _Sums.empty(8, 3)  # the sums travel in row blocks; added back they are the same
+    blocks = list(sums.blocks(max_bytes=64))
+    assert len(blocks) == 4
+    for start, blobs in blocks:
+        rebuilt.add_block(start, [from_npy(b) for b in blobs])
+    np.testing.assert_allclose(rebuilt.gram, sums.gram, rtol=1e-6)
+    assert rebuilt.counts.tolist() == sums.counts.tolist() and np.allclose(rebuilt.xty, sums.xty)
 
 
 def test_ridge_refuses_a_negative_regularisation(spark):

@@ -197,6 +197,19 @@ def cmd_check_java(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jvm_died(err: BaseException) -> bool:
+    """Whether ``err`` means the JVM behind the session is gone (py4j can no longer reach it)."""
+    from py4j.protocol import Py4JNetworkError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (ConnectionRefusedError, ConnectionResetError, Py4JNetworkError)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, and turn errors into a message and an exit status."""
     parser = build_parser()
@@ -214,6 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # unexpected: keep it short unless asked
         if args.traceback:
             traceback.print_exc()
+        if _jvm_died(err):
+            print("\nerror: Spark's JVM stopped in the middle of the work, most often because it ran out of "
+                  "memory. Nothing half-written was kept. Run again with a larger --driver-memory (local mode) "
+                  "or --executor-memory (a cluster), or less work per run (e.g. fewer --centroids).",
+                  file=sys.stderr)
+            return 7
         last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
         print(f"\nerror: unexpected {type(err).__name__}: {last}\n(run again with --traceback for the full trace)",
               file=sys.stderr)

@@ -8,6 +8,7 @@ estimator reads, fits it, and unpersists. The result is an ordinary ``PipelineMo
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 from pyspark import StorageLevel
@@ -53,20 +54,22 @@ def _input_columns(stage: Params) -> list[str]:
     return cols
 
 
-def fit_pipeline(stages: Sequence[Params], dataset: DataFrame) -> PipelineModel:
+def fit_pipeline(stages: Sequence[Params], dataset: DataFrame, timings: dict[str, float] | None = None) -> PipelineModel:
     """Fit ``stages`` on ``dataset`` as ``Pipeline(stages).fit`` would, caching the last estimator's input.
 
     Transformers before the last estimator are applied as usual; the last estimator's input
     (only the label, features and weight columns it reads) is persisted in memory (spilling to
     disk), filled by the estimator's first pass, and released after its fit. An estimator with
     ``reads_input_once = True`` (one pass, e.g. :class:`~sparkvision.linear.RidgeClassifier`)
-    reads its input uncached.
+    reads its input uncached. ``timings``, when given, receives the seconds each estimator's
+    fit took, by class name (a fit includes computing its input, since Spark is lazy).
     """
     estimators = [i for i, s in enumerate(stages) if isinstance(s, Estimator)]
     last = estimators[-1] if estimators else -1
     fitted: list[Transformer] = []
     df = dataset
     for i, stage in enumerate(stages):
+        started = time.perf_counter()
         if i == last and getattr(stage, "reads_input_once", False):
             fitted.append(stage.fit(df))  # one pass: a cache would only cost memory
         elif i == last:
@@ -88,4 +91,6 @@ def fit_pipeline(stages: Sequence[Params], dataset: DataFrame) -> PipelineModel:
                 df = stage.transform(df)
         else:
             raise TypeError(f"stage {stage!r} is neither an Estimator nor a Transformer")
+        if timings is not None and isinstance(stage, Estimator):
+            timings[f"fit {type(stage).__name__}"] = round(time.perf_counter() - started, 3)
     return PipelineModel(fitted)

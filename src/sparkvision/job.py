@@ -231,7 +231,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             labeled = label_with_classes(table.df, table.info.class_names)
             train, test = split_table(labeled, table.info.has_test, config.test_fraction, config.seed)
         with p.phase("fit", f"fitting Pipeline[{', '.join(type(s).__name__ for s in stages)}]"):
-            model = fit_pipeline(stages, train)
+            model = fit_pipeline(stages, train, timings=(fit_detail := {}))
         with p.phase("evaluate", "evaluating on the " + ("test batch" if table.info.has_test else
                                                          f"{config.test_fraction:.0%} hold-out")):
             metrics = evaluate(model.transform(test), table.info.class_names)
@@ -242,6 +242,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                 {"class_names": list(table.info.class_names), "image_size": table.info.height}))
         metrics.update({
             "seconds": {**p.seconds, "total": p.total()},
+            "fit_seconds": {**fit_detail, **{f"ridge {k}": v for k, v in getattr(model.stages[-1], "fitSeconds", {}).items()}},
             "config": {**asdict(config), "out": str(final), "model_params": config.model_params()},
             "data": {"table": str(table.path), "table_reused": table.reused, "source": source.root,
                      "skipped_files": table.info.skipped, "skipped": table.skipped,
@@ -251,6 +252,10 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             "spark_master": spark.sparkContext.master,  # the one used: spark-submit's may differ from --master
             "versions": _versions(spark),
         })
+        chosen = getattr(model.stages[-1], "validationErrors", None)
+        if chosen:  # the ridge classifier chose its regParam on held-out sums
+            metrics["regParam_chosen"] = model.stages[-1].getRegParam()
+            metrics["regParam_validation_mse"] = {str(k): v for k, v in chosen.items()}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         os.replace(tmp, final)
         return metrics

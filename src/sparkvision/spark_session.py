@@ -114,6 +114,9 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         "spark.executor.memoryOverhead": s.memory_overhead,
         "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
         "spark.ui.showConsoleProgress": str(bool(show_progress)).lower(),
+        # Arrow batches of 2,048 rows, not 10,000: a batch of patch features (8,000 values a row)
+        # would otherwise be 640 MB at each JVM/Python crossing.
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_conf}",
     }
     if _is_loopback_master(master):
