@@ -24,6 +24,8 @@ _API = {
     "save_model": "sparkvision.api", "load_model": "sparkvision.api",
     "Grayscale": "sparkvision.features", "PixelVectorizer": "sparkvision.features",
     "feature_stages": "sparkvision.features", "rgb_to_gray": "sparkvision.features",
+    "PatchFeatures": "sparkvision.features", "PatchFeaturesModel": "sparkvision.features",
+    "RidgeClassifier": "sparkvision.linear",
     "build_classifier": "sparkvision.classifiers", "CLASSIFIERS": "sparkvision.classifiers",
     "fit_pipeline": "sparkvision.fitting", "label_with_classes": "sparkvision.fitting",
     "split_table": "sparkvision.job", "evaluate": "sparkvision.evaluation",
