@@ -294,3 +294,13 @@ def test_a_failed_baseline_is_said_and_a_missing_one_is_not():
     assert "The assignment baseline (the baseline) failed, so nothing is compared with it." in \
         summary_lines(summary, failed_baseline)
     assert not any("baseline" in line for line in summary_lines(summary, without_baseline))
+
+
+def test_feature_set_sizes_compare_in_numeric_order():
+    from sparkvision.report import comparisons
+
+    results = [{"key": f, "name": "patches", "status": "done", "model": "ridge", "features": f, "params": {},
+                "accuracy": a, "fit_seconds": 1.0} for f, a in (("patches:1600", 0.73), ("patches:100", 0.62),
+                                                               ("patches:400", 0.68))]
+    (c,) = comparisons(results, "features")
+    assert [v for v, _ in c.points] == ["patches:100", "patches:400", "patches:1600"]

@@ -284,7 +284,10 @@ def _freeze(value: Any) -> Any:
 
 
 def _order_key(value: Any) -> tuple[int, Any]:
-    return (0, value) if _is_number(value) else (1, str(value))
+    if _is_number(value):
+        return (0, value)
+    name, _, size = str(value).partition(":")  # feature sets such as patches:400 sort by their size
+    return (1, (name, int(size))) if size.isdigit() else (1, (str(value), -1))
 
 
 def comparisons(results: Iterable[dict[str, Any]], param: str,
