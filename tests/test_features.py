@@ -77,5 +77,5 @@ def test_bad_parameters_are_refused(spark):
         Grayscale().transform(df).collect()
     with pytest.raises(ValueError, match="maxValue must be positive"):
         PixelVectorizer(inputCol="data", maxValue=0.0).transform(df)
-    with pytest.raises(ValueError, match="unknown feature set"):
+    with pytest.raises(ValueError, match="features .hsv.: choose gray, rgb, patches"):
         feature_stages("hsv")
