@@ -448,22 +448,20 @@ class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
         self._check()
         if not self._arrays:
             raise ValueError("PatchFeaturesModel has no centroids: fit PatchFeatures or load a saved model")
-        shape, arrays = self._shape(), self._arrays
-        params = dict(size=self.getOrDefault(self.patchSize), stride=self.getOrDefault(self.stride),
-                      grid=self.getOrDefault(self.poolingGrid), height=shape[0], width=shape[1],
-                      triangle=self.getOrDefault(self.encoder) == "triangle", alpha=self.getOrDefault(self.alpha))
-        k, flip, power = self.getOrDefault(self.k), self.getOrDefault(self.flipInvariant), self.getOrDefault(self.power)
+        shape, power = self._shape(), self.getOrDefault(self.power)
+        # Built once here and shipped with the UDF: the pooling table and extended filters are
+        # not recomputed for every Arrow batch.
+        enc = self.patch_encoder()
+        pairs = patch_math.fold_pairs(enc.k, enc.grid) if self.getOrDefault(self.flipInvariant) else None
 
         def encode(data: pa.Array) -> pa.Array:
             from threadpoolctl import threadpool_limits
 
             images = _images(data, shape)
-            enc = patch_math.PatchEncoder(arrays["centroids"], arrays["mean"], arrays["whiten"], **params)
             with threadpool_limits(1):  # one task per core already: BLAS threads would oversubscribe
                 features = enc.encode(images)
-            if flip:
-                a, b = patch_math.fold_pairs(k, params["grid"])
-                features = features[:, a] + features[:, b]
+            if pairs is not None:
+                features = features[:, pairs[0]] + features[:, pairs[1]]
             if power != 1.0:
                 np.power(features, np.float32(power), out=features)
             width = features.shape[1]
