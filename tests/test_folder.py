@@ -93,6 +93,21 @@ def test_ingest_decodes_in_tasks_skips_and_lists_broken_files(spark, tree, tmp_p
     assert again.reused and again.info.skipped == 2 and len(again.skipped) == 2
 
 
+def test_small_files_are_decoded_in_two_tasks_per_core_and_settings_restored(spark, tree):
+    from sparkvision.datasets.folder import read_images
+    from sparkvision.datasets.table import small_file_tasks
+
+    source = locate_folder(tree)
+    assert source.num_bytes == sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes"), spark.conf.get("spark.sql.files.openCostInBytes")
+    with small_file_tasks(spark, source.num_files, source.num_bytes):
+        tasks = read_images(spark, [source.root], source).rdd.getNumPartitions()
+    # Spark's defaults would give one task per file here (each counts for 4 MB).
+    assert tasks == 2 * spark.sparkContext.defaultParallelism
+    assert (spark.conf.get("spark.sql.files.maxPartitionBytes"), spark.conf.get("spark.sql.files.openCostInBytes")) \
+        == before
+
+
 def test_strict_makes_a_broken_file_an_error_and_writes_nothing(spark, tree, tmp_path):
     with pytest.raises(BadDataError, match="cannot be read as an image.*--strict"):
         ingest_folder(spark, locate_folder(tree), tmp_path, strict=True, progress=False)

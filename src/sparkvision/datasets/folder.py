@@ -42,6 +42,7 @@ class FolderSource:
     size: int = 32
     num_files: int = 0
     signature: str = ""           # changes when any file is added, removed or rewritten
+    num_bytes: int = 0            # the files' total size (plans how many tasks decode them)
 
     height = property(lambda self: self.size)
     width = property(lambda self: self.size)
@@ -92,15 +93,16 @@ def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
     if extra:
         raise BadDataError(f"{path / 'test'}: class folder(s) {', '.join(extra)} have no training images.")
     h = hashlib.sha256()
-    count = 0
+    count = num_bytes = 0
     for split, classes in sorted(trees.items()):
         for cls, files in sorted(classes.items()):
             for e in sorted(files, key=lambda e: e.path):
                 st = e.stat()
                 h.update(f"{e.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
                 count += 1
+                num_bytes += st.st_size
     has_test = any(trees.get("test", {}).values())
-    return FolderSource(str(path), names, split_layout, has_test, size, count, h.hexdigest())
+    return FolderSource(str(path), names, split_layout, has_test, size, count, h.hexdigest(), num_bytes)
 
 
 def decode_image(content: bytes, size: int = 32) -> np.ndarray:

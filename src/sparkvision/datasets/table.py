@@ -16,8 +16,10 @@ import json
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -181,6 +183,32 @@ def ingest_cifar(spark: SparkSession, source, work_dir: str | os.PathLike, *,
     return table
 
 
+OPEN_COST = 8192  # bytes a small file counts for when Spark packs files into tasks
+
+
+@contextmanager
+def small_file_tasks(spark: SparkSession, num_files: int, num_bytes: int) -> Iterator[None]:
+    """Spark settings for reading many small files: a few tasks of thousands of files each.
+
+    Each file counts for its size plus 8 KB, not Spark's default 4 MB "open cost" (which gives a
+    task per few dozen files: the main cost of Spark's own image source). Tasks are sized so there
+    are two per core: three equal tasks on two cores would leave one core idle for a third of
+    the time. The settings are restored afterwards.
+    """
+    keys = ("spark.sql.files.openCostInBytes", "spark.sql.files.maxPartitionBytes")
+    old = {k: spark.conf.get(k) for k in keys}
+    tasks = 2 * spark.sparkContext.defaultParallelism
+    per_task = -(-(num_bytes + num_files * OPEN_COST) // tasks)
+    spark.conf.set(keys[0], str(OPEN_COST))
+    if num_bytes:  # unknown sizes (0): keep Spark's own partition size
+        spark.conf.set(keys[1], str(per_task))
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            spark.conf.set(k, v)
+
+
 def ingest_folder(spark: SparkSession, source, work_dir: str | os.PathLike, *, strict: bool = False,
                   progress: bool = True) -> ImageTable:
     """The image table for a class-folder tree: decoded in tasks, bad files skipped and listed.
@@ -196,16 +224,10 @@ def ingest_folder(spark: SparkSession, source, work_dir: str | os.PathLike, *, s
         return existing
     if progress:
         print(f"  decoding {source.num_files:,} image files under {source.root} in Spark tasks", file=sys.stderr)
-    old = spark.conf.get("spark.sql.files.openCostInBytes")
-    # Small files: count each by its size, not Spark's default 4 MB "open cost", so a task gets
-    # thousands of files rather than a few dozen (the main cost of Spark's own image source).
-    spark.conf.set("spark.sql.files.openCostInBytes", "8192")
-    try:
-        info = TableInfo(dataset="folder", fingerprint=fp, class_names=source.class_names, num_images=-1,
-                         has_test=source.has_test, source=source.root, height=source.size, width=source.size)
+    info = TableInfo(dataset="folder", fingerprint=fp, class_names=source.class_names, num_images=-1,
+                     has_test=source.has_test, source=source.root, height=source.size, width=source.size)
+    with small_file_tasks(spark, source.num_files, source.num_bytes):
         table = write_table(spark, read_images(spark, [source.root], source), path, info, strict=strict)
-    finally:
-        spark.conf.set("spark.sql.files.openCostInBytes", old)
     if table.info.num_images == 0:
         shutil.rmtree(path, ignore_errors=True)  # a table of nothing is no table
         first = table.skipped[0]
