@@ -27,13 +27,19 @@ _INSTALL_JAVA = (
 _MEMORY = re.compile(r"^\d+[kmgt]?$", re.I)
 
 
+def java_binary() -> str | None:
+    """The ``java`` Spark will start: ``$JAVA_HOME/bin/java``, else the one on PATH (None if neither)."""
+    home = os.environ.get("JAVA_HOME")
+    return str(Path(home) / "bin" / "java") if home else shutil.which("java")
+
+
 def java_version() -> tuple[int, str]:
     """Return (major version, the ``java -version`` line) of the Java that Spark will start.
 
     Raises :class:`JavaNotFoundError` when there is none, or it is older than 17.
     """
     home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    java = java_binary()
     if not java or not Path(java).exists():
         where = f"JAVA_HOME={home} has no bin/java" if home else "no `java` on PATH"
         raise JavaNotFoundError(f"Java not found ({where}). {_INSTALL_JAVA}")
@@ -88,8 +94,11 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     master the package is shipped to the executors (``cluster.ship_package``); a standalone
     master that gives no executor is an error (``cluster.wait_for_executors``).
     """
+    import pyspark
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
+
+    from sparkvision import jvm_cds
 
     from sparkvision.cluster import ship_package, submitted_conf, wait_for_executors
     from sparkvision.memory import check_driver_memory, machine_memory
@@ -100,11 +109,13 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         _check_memory(name, value)
     if s.shuffle_partitions < 1:
         raise ConfigError(f"shuffle partitions must be at least 1, not {s.shuffle_partitions}.")
-    java_version()
+    _, java_line = java_version()
     submitted = submitted_conf()
     master = submitted.get("spark.master", s.master)
+    archive = jvm_cds.ArchivePlan("")
     if not submitted and SparkContext._active_spark_context is None:  # the JVM starts here: check it fits first
         check_driver_memory(s.conf.get("spark.driver.memory", s.driver_memory), *machine_memory())
+        archive = jvm_cds.plan(java_binary() or "java", java_line, pyspark.__version__)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     log_conf = Path(__file__).with_name("log4j2.properties")
@@ -117,7 +128,10 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         # Arrow batches of 2,048 rows, not 10,000: a batch of patch features (8,000 values a row)
         # would otherwise be 640 MB at each JVM/Python crossing.
         "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_conf}",
+        # The user's own options (--conf) come after ours, so theirs win where they clash.
+        "spark.driver.extraJavaOptions": " ".join(filter(None, (
+            f"-Dlog4j2.configurationFile=file:{log_conf}", archive.options,
+            s.conf.get("spark.driver.extraJavaOptions")))),
     }
     if _is_loopback_master(master):
         # Executors on this machine run this interpreter; on a real cluster the workers' own
@@ -126,20 +140,32 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # nothing listens on other interfaces
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
-    conf.update(s.conf)
+    conf.update({k: v for k, v in s.conf.items() if k != "spark.driver.extraJavaOptions"})
     if submitted:  # spark-submit's own settings stand, and its JVM's memory can no longer change
         conf = {k: v for k, v in conf.items() if k not in submitted and k != "spark.driver.memory"}
     builder = SparkSession.builder.master(master).appName(s.app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
-        spark = builder.getOrCreate()
+        try:
+            spark = builder.getOrCreate()
+        except Exception:
+            if archive.mapping is None or jvm_cds.usable(java_binary() or "java", archive.mapping):
+                raise
+            # The class archive is damaged: remove it and start the ordinary way.
+            archive.mapping.unlink(missing_ok=True)
+            archive = jvm_cds.ArchivePlan("")
+            options = conf["spark.driver.extraJavaOptions"].split()
+            builder = builder.config("spark.driver.extraJavaOptions",
+                                     " ".join(o for o in options if not o.startswith(("-XX:SharedArchiveFile", "-Xlog:cds"))))
+            spark = builder.getOrCreate()
     except Exception as exc:  # the JVM did not start: say why in one paragraph
         raise ConfigError(
             f"Spark could not start with master {master!r}, driver memory {s.driver_memory}: "
             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
             "Check --master and the memory settings (they must fit in this machine's memory)."
         ) from exc
+    archive.started(spark._jvm.java.lang.ProcessHandle.current().pid())
     spark.sparkContext.setLogLevel("ERROR")
     ship_package(spark)
     wait_for_executors(spark)

@@ -1,0 +1,134 @@
+"""A class-data-sharing archive for the driver JVM: Spark starts seconds faster from the second run.
+
+Starting Spark's JVM and running its first job is mostly loading, parsing and verifying some
+ten thousand classes from Spark's jars. Java's application class-data sharing (AppCDS) keeps
+those classes, already parsed, in one archive file that later JVMs map into memory. The first
+JVM started with a given Java and Spark writes the archive as it exits
+(``-XX:ArchiveClassesAtExit``); every later one maps it (``-XX:SharedArchiveFile``).
+
+The archive lives in the user's cache (``SPARKVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or
+``~/.cache``, then ``sparkvision/jvm``), keyed by the Java and Spark it was made with. It is
+written under a temporary name and renamed into place by a later run once the JVM that wrote
+it has exited, so a JVM never maps a half-written archive. An archive Java cannot use costs
+only the speed-up: Java then loads classes the ordinary way (``-Xshare:auto``, its default).
+An archive is checked once, in a throwaway ``java -version``, before it is renamed into place
+(a truncated archive would crash the JVM that maps it), and one that fails a JVM start later is
+removed and the start retried without it. ``SPARKVISION_JVM_CDS=0`` turns the archive off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+ENV_SWITCH = "SPARKVISION_JVM_CDS"  # "0": no archive
+ENV_CACHE = "SPARKVISION_CACHE_DIR"
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an unusable archive is not worth a console warning
+ABANDONED_S = 3600  # a temporary archive whose JVM never said its pid (it failed to start) is removed after this
+
+
+def cache_dir() -> Path:
+    """Where archives are kept: ``$SPARKVISION_CACHE_DIR/jvm``, else the user's cache folder."""
+    root = os.environ.get(ENV_CACHE) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sparkvision")
+    return Path(root) / "jvm"
+
+
+def archive_path(java: str, java_line: str, spark_version: str) -> Path:
+    """The archive for this Java binary, its version line and this Spark version."""
+    key = hashlib.sha256(f"{os.path.realpath(java)}|{java_line}|{spark_version}".encode()).hexdigest()[:16]
+    return cache_dir() / f"spark-{spark_version}-{key}.jsa"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temporaries(final: Path) -> list[Path]:
+    prefix = f".{final.name}.tmp-{socket.gethostname()}-"
+    return [p for p in final.parent.glob(f"{prefix}*") if not p.name.endswith(".jvm")]
+
+
+def usable(java: str, archive: Path) -> bool:
+    """Whether ``java`` can map ``archive``: a truncated one (its writer killed mid-write) crashes
+    the JVM that maps it, so an archive is tried in a throwaway ``java -version`` (0.2 s) first."""
+    import subprocess
+
+    try:
+        done = subprocess.run([java, f"-XX:SharedArchiveFile={archive}", "-XX:+SuppressFatalErrorMessage",
+                               *QUIET.split(), "-version"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def promote_finished(java: str, final: Path) -> None:
+    """Rename into place an archive whose writing JVM has exited and that Java can map; remove
+    unusable and abandoned temporaries."""
+    for tmp in _temporaries(final):
+        sidecar = tmp.with_name(tmp.name + ".jvm")
+        try:
+            pid = int(sidecar.read_text())
+        except (OSError, ValueError):
+            if time.time() - tmp.stat().st_mtime > ABANDONED_S:
+                tmp.unlink(missing_ok=True)
+            continue
+        if _alive(pid):
+            continue  # still running: it writes the archive as it exits
+        if tmp.stat().st_size > 0 and not final.exists() and usable(java, tmp):
+            os.replace(tmp, final)
+        else:
+            tmp.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+    for sidecar in final.parent.glob(f".{final.name}.tmp-{socket.gethostname()}-*.jvm"):
+        if not sidecar.with_name(sidecar.name[:-4]).exists():  # its JVM was killed before writing anything
+            try:
+                if not _alive(int(sidecar.read_text())):
+                    sidecar.unlink(missing_ok=True)
+            except (OSError, ValueError):
+                sidecar.unlink(missing_ok=True)
+
+
+class ArchivePlan:
+    """The JVM options for one driver start, and what to record once the JVM runs."""
+
+    def __init__(self, options: str, writing: Path | None = None, mapping: Path | None = None) -> None:
+        self.options = options
+        self.writing = writing  # the temporary archive this JVM will write as it exits
+        self.mapping = mapping  # the archive this JVM maps
+
+    def started(self, jvm_pid: int) -> None:
+        """Record the JVM's pid beside its temporary archive, so a later run knows when it is complete."""
+        if self.writing is not None:
+            try:
+                self.writing.with_name(self.writing.name + ".jvm").write_text(str(jvm_pid))
+            except OSError:
+                pass
+
+
+def plan(java: str, java_line: str, spark_version: str) -> ArchivePlan:
+    """Options that map the archive if there is one, else write it as this JVM exits."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return ArchivePlan("")
+    final = archive_path(java, java_line, spark_version)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        promote_finished(java, final)
+    except OSError:  # a read-only or odd cache folder: start without the archive
+        return ArchivePlan("")
+    if final.is_file():
+        return ArchivePlan(f"-XX:SharedArchiveFile={final} {QUIET}", mapping=final)
+    if _temporaries(final) or list(final.parent.glob(f".{final.name}.tmp-*.jvm")):
+        return ArchivePlan("")  # another JVM writes it as it exits: one writer is enough
+    tmp = final.with_name(f".{final.name}.tmp-{socket.gethostname()}-{secrets.token_hex(4)}")
+    return ArchivePlan(f"-XX:ArchiveClassesAtExit={tmp} {QUIET}", tmp)

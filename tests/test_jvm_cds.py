@@ -1,0 +1,94 @@
+"""The driver JVM's class archive: written by a first JVM, renamed into place only when complete
+and mappable, mapped by later JVMs, and never a reason for Spark not to start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sparkvision import jvm_cds
+from sparkvision.spark_session import java_binary, java_version
+
+SPARK = "4.3.0-test"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(jvm_cds.ENV_CACHE, str(tmp_path))
+    monkeypatch.delenv(jvm_cds.ENV_SWITCH, raising=False)
+    return tmp_path / "jvm"
+
+
+def _java(options: str) -> subprocess.Popen:
+    """A JVM started with ``options`` (a tiny one: ``java -version`` stands in for Spark's driver)."""
+    return subprocess.Popen([java_binary(), *options.split(), "-version"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def test_first_jvm_writes_the_archive_and_the_next_maps_it(cache):
+    java, line = java_binary(), java_version()[1]
+    first = jvm_cds.plan(java, line, SPARK)
+    assert "-XX:ArchiveClassesAtExit=" in first.options and first.writing is not None
+    proc = _java(first.options)
+    first.started(proc.pid)
+    assert jvm_cds.plan(java, line, SPARK).options == ""  # one writer at a time
+    assert proc.wait() == 0
+    assert first.writing.is_file()  # written as the JVM exited, under its temporary name
+
+    second = jvm_cds.plan(java, line, SPARK)
+    final = jvm_cds.archive_path(java, line, SPARK)
+    assert second.options.startswith(f"-XX:SharedArchiveFile={final} ") and second.mapping == final
+    assert final.is_file() and sorted(p.name for p in cache.iterdir()) == [final.name]  # no temporaries left
+    assert _java(second.options).wait() == 0
+    assert jvm_cds.archive_path(java, line, "another-spark") != final
+
+
+def test_a_truncated_archive_is_never_put_in_place(cache):
+    java, line = java_binary(), java_version()[1]
+    first = jvm_cds.plan(java, line, SPARK)
+    proc = _java(first.options)
+    first.started(proc.pid)
+    proc.wait()
+    data = first.writing.read_bytes()
+    os.chmod(first.writing, 0o644)
+    first.writing.write_bytes(data[: len(data) // 2])  # as if its JVM was killed while writing
+    assert not jvm_cds.usable(java, first.writing)
+    again = jvm_cds.plan(java, line, SPARK)
+    assert "SharedArchiveFile" not in again.options and not jvm_cds.archive_path(java, line, SPARK).exists()
+    assert not first.writing.exists()
+
+
+def test_switched_off_by_the_environment(cache, monkeypatch):
+    monkeypatch.setenv(jvm_cds.ENV_SWITCH, "0")
+    assert jvm_cds.plan(java_binary(), java_version()[1], SPARK).options == ""
+    assert not cache.exists()
+
+
+def test_spark_starts_when_its_archive_is_damaged(tmp_path, monkeypatch):
+    """A damaged archive in place (say, the disk filled while copying the cache) is removed and
+    Spark starts without it."""
+    import pyspark
+
+    java, line = java_binary(), java_version()[1]
+    monkeypatch.setenv(jvm_cds.ENV_CACHE, str(tmp_path / "made"))
+    made = jvm_cds.plan(java, line, SPARK)
+    proc = _java(made.options)
+    made.started(proc.pid)
+    proc.wait()
+    final = tmp_path / "jvm" / jvm_cds.archive_path(java, line, pyspark.__version__).name
+    final.parent.mkdir()
+    data = made.writing.read_bytes()
+    final.write_bytes(data[: len(data) // 2])
+    assert not jvm_cds.usable(java, final)  # this one would crash the JVM that maps it
+    script = ("from sparkvision.spark_session import SparkSettings, build_session\n"
+              "s = build_session(SparkSettings(master='local[1]', driver_memory='1g', "
+              "conf={'spark.ui.enabled': 'false'}), show_progress=False)\n"
+              "print('rows', s.range(3).count())\n")
+    env = {**os.environ, jvm_cds.ENV_CACHE: str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "rows 3" in done.stdout
+    assert not final.exists()
