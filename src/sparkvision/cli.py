@@ -66,10 +66,26 @@ def _spark_settings(args: argparse.Namespace):
                          shuffle_partitions=args.shuffle_partitions, conf=dict(args.conf))
 
 
+class _ModelNames:
+    """``--model``'s choices, read from ``classifiers`` only when a value is checked or help is shown.
+
+    ``classifiers`` imports pyspark.ml (half a second); ``predict`` on the local engine never needs it.
+    """
+
+    def _names(self) -> list[str]:
+        from sparkvision.classifiers import CLASSIFIERS
+
+        return list(CLASSIFIERS)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sparkvision`` argument parser."""
-    from sparkvision.classifiers import CLASSIFIERS
-
     parser = argparse.ArgumentParser(prog="sparkvision", description="Image classification on Apache Spark.")
     parser.add_argument("--version", action="version", version=f"sparkvision {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full trace of an error")
@@ -84,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="feature set: gray or rgb pixels, or learned patch features (default gray)")
     run.add_argument("--centroids", type=int, default=1600, metavar="K",
                      help="--features patches: dictionary size; 2K features per image (default 1600)")
-    run.add_argument("--model", default=None, choices=list(CLASSIFIERS),
-                     help="classifier (default random_forest, the assignment's; ridge with --features patches)")
+    run.add_argument("--model", default=None, choices=_ModelNames(), metavar="NAME",
+                     help="classifier: %(choices)s (default random_forest, the assignment's; ridge with "
+                          "--features patches)")
     run.add_argument("--num-trees", type=int, default=None, help="trees in the forest (default 10)")
     run.add_argument("--max-depth", type=int, default=None, help="maximum tree depth (default 5)")
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
