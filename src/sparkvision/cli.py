@@ -137,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--top-k", type=int, default=3, help="labels per image (default 3)")
     pred.add_argument("--out", default=None, help="output file (.csv or .jsonl); default: CSV on stdout")
     pred.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's suffix")
+    pred.add_argument("--engine", choices=("auto", "local", "spark"), default="auto",
+                      help="local: no JVM, the model evaluated in numpy (seconds for a few images; not every "
+                           "model); spark: decoded and labelled in Spark tasks (any model, any number of images, "
+                           "a cluster); auto (default): local for a supported model, no --master and at most "
+                           "2,000 images")
     _add_spark_options(pred)
+    pred.set_defaults(master=None)  # None: not given, so --engine auto may stay local
     pred.add_argument("--quiet", action="store_true", help="no progress lines")
     pred.set_defaults(func=cmd_predict)
 
@@ -187,17 +193,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``sparkvision predict``: labels for every input image, then where they went."""
     import time
 
-    from sparkvision.predict import find_model, predict
-    from sparkvision.spark_session import build_session
+    from sparkvision.predict import choose_engine, find_model, predict, predict_local
 
     started = time.perf_counter()
     find_model(args.model_dir)  # a wrong folder fails before the JVM starts
-    spark = build_session(_spark_settings(args))
-    result = predict(spark, args.model_dir, args.inputs, top_k=args.top_k, out=args.out, fmt=args.format,
-                     progress=not args.quiet)
+    master_given = args.master is not None or any(k == "spark.master" for k, _ in args.conf)
+    engine, why = choose_engine(args.engine, args.model_dir, args.inputs, master_given=master_given)
+    options = dict(top_k=args.top_k, out=args.out, fmt=args.format, progress=not args.quiet)
+    if engine == "local":
+        result = predict_local(args.model_dir, args.inputs, **options)
+    else:
+        from sparkvision.spark_session import SparkSettings, build_session
+
+        if args.master is None:
+            args.master = SparkSettings().master
+        result = predict(build_session(_spark_settings(args)), args.model_dir, args.inputs, **options)
     where = result["out"] or "stdout"
     print(f"labelled {result['predicted']:,} image(s) in {time.perf_counter() - started:.1f} s -> {where} "
-          f"({result['format']})", file=sys.stderr)
+          f"({result['format']}; {'local engine' if engine == 'local' else 'Spark'}: {why})", file=sys.stderr)
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} unreadable file(s):", file=sys.stderr)
         for item in result["skipped"][:10]:
