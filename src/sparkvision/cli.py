@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     exp.set_defaults(func=cmd_experiment)
 
+    from sparkvision.predict import LOCAL_MAX_IMAGES  # no heavy imports there
+
     pred = sub.add_parser("predict", help="label image files, folders or globs with a saved model",
                           description="Label images with a model saved by `sparkvision run` (its --out folder or "
                                       "model/ folder). Writes CSV (default) or JSON lines with each image's path "
@@ -138,10 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", default=None, help="output file (.csv or .jsonl); default: CSV on stdout")
     pred.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's suffix")
     pred.add_argument("--engine", choices=("auto", "local", "spark"), default="auto",
-                      help="local: no JVM, the model evaluated in numpy (seconds for a few images; not every "
-                           "model); spark: decoded and labelled in Spark tasks (any model, any number of images, "
-                           "a cluster); auto (default): local for a supported model, no --master and at most "
-                           "2,000 images")
+                      help="local: no JVM, the model evaluated in numpy (a second or less for a few images; "
+                           "not every model); spark: decoded and labelled in Spark tasks (any model, any number of images, "
+                           f"a cluster); auto (default): local for a supported model, no --master and at most "
+                           f"{LOCAL_MAX_IMAGES:,} images")
     _add_spark_options(pred)
     pred.set_defaults(master=None)  # None: not given, so --engine auto may stay local
     pred.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -30,6 +30,7 @@ path, a larger one gemm, whose blocking depends on the number of rows).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -76,7 +77,7 @@ def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
     files = sorted(p for p in folder.glob("part-*") if p.suffix == ".parquet")
     if not files:
         raise DataNotFoundError(f"{folder}: no Parquet part files; the model folder is incomplete.")
-    return [row for f in files for row in pq.read_table(f).to_pylist()]
+    return [row for f in files for row in pq.ParquetFile(f).read().to_pylist()]  # not read_table: no pyarrow.dataset, pandas
 
 
 def _vector(udt: dict[str, Any]) -> np.ndarray:
@@ -448,9 +449,17 @@ class LocalPipeline:
         return cols.get("probability"), cols["prediction"]
 
 
-def check_supported(model_path: str | Path) -> None:
-    """Raise :class:`UnsupportedModelError` naming the first stage the local engine cannot evaluate.
+def load_pipeline(model_path: str | Path) -> LocalPipeline:
+    """The :class:`LocalPipeline` of a saved model folder, read once per process (again if the
+    folder is saved anew).
 
-    Reads only the metadata files (milliseconds): ``predict --engine auto`` asks this first.
+    Raises :class:`UnsupportedModelError` naming the first stage (or split, or model type) the
+    local engine cannot evaluate: ``predict --engine auto`` asks this before choosing.
     """
-    _stage_folders(Path(model_path))
+    path = Path(model_path).resolve()
+    return _load(path, (path / "metadata").stat().st_mtime_ns if (path / "metadata").exists() else 0)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: Path, saved_at: int) -> LocalPipeline:
+    return LocalPipeline(path)
