@@ -149,3 +149,20 @@ def test_auto_labels_one_image_locally_without_importing_pyspark(models, picture
     line = json.loads(out.read_text())
     assert line["path"].endswith("fish/2.bmp") and [t["label"] for t in line["top"]][0] == "fish"
     assert len(line["top"]) == 2 and line["top"][0]["probability"] >= line["top"][1]["probability"]
+
+
+def test_matrices_and_vectors_read_as_spark_stores_them():
+    from pyspark.ml.linalg import DenseMatrix, MatrixUDT, SparseMatrix, Vectors, VectorUDT
+
+    from sparkvision.local_model import _matrix, _vector
+
+    fields = ("type", "numRows", "numCols", "colPtrs", "rowIndices", "values", "isTransposed")
+    a = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
+    for m in (DenseMatrix(2, 3, a.T.ravel().tolist()), DenseMatrix(2, 3, a.ravel().tolist(), isTransposed=True),
+              SparseMatrix(2, 3, [0, 1, 1, 3], [0, 0, 1], [1.0, 2.0, 3.0]),
+              SparseMatrix(2, 3, [0, 2, 3], [0, 2, 2], [1.0, 2.0, 3.0], isTransposed=True)):
+        assert np.array_equal(m.toArray(), a)
+        assert np.array_equal(_matrix(dict(zip(fields, MatrixUDT().serialize(m)))), a)
+    for v in (Vectors.dense([0.0, 4.0, 5.0]), Vectors.sparse(3, [1, 2], [4.0, 5.0])):
+        stored = dict(zip(("type", "size", "indices", "values"), VectorUDT().serialize(v)))
+        assert _vector(stored).tolist() == [0.0, 4.0, 5.0]
