@@ -413,8 +413,7 @@ def _stage_folders(model_path: Path) -> list[tuple[Path, dict[str, Any]]]:
     meta = _metadata(model_path)
     if meta.get("class") not in _PIPELINES:
         raise UnsupportedModelError(model_path, f"a {meta.get('class')}, not a PipelineModel")
-    # pyspark's writer keeps the stage uids among the Params; Scala's (all stages in the JVM) beside them
-    uids = meta.get("paramMap", {}).get("stageUids") or meta["stageUids"]
+    uids = meta["paramMap"]["stageUids"]  # where pyspark's and Scala's Pipeline writers both put them
     width = len(str(len(uids)))
     stages = []
     for i, uid in enumerate(uids):
