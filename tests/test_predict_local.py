@@ -166,3 +166,15 @@ def test_matrices_and_vectors_read_as_spark_stores_them():
     for v in (Vectors.dense([0.0, 4.0, 5.0]), Vectors.sparse(3, [1, 2], [4.0, 5.0])):
         stored = dict(zip(("type", "size", "indices", "values"), VectorUDT().serialize(v)))
         assert _vector(stored).tolist() == [0.0, 4.0, 5.0]
+
+
+def test_master_given_means_spark_and_the_summary_says_so(spark, models, pictures, tmp_path, capsys):
+    one = str(pictures / "fish" / "2.bmp")
+    args = ["predict", models["forest"], one, "--top-k", "3", "--conf", "spark.ui.enabled=false"]
+    assert main([*args, "--master", "local[2]", "--out", str(tmp_path / "spark.csv")]) == 0
+    assert "(csv; Spark: --master given)" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "local.csv")]) == 0
+    assert "(csv; local engine: 1 image(s), every stage supported)" in capsys.readouterr().err
+    assert (tmp_path / "spark.csv").read_text() == (tmp_path / "local.csv").read_text()
+    assert main([*args, "--engine", "local", "--master", "local[2]"]) == 2
+    assert "--engine local runs without Spark" in capsys.readouterr().err
