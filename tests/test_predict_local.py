@@ -178,3 +178,9 @@ def test_master_given_means_spark_and_the_summary_says_so(spark, models, picture
     assert (tmp_path / "spark.csv").read_text() == (tmp_path / "local.csv").read_text()
     assert main([*args, "--engine", "local", "--master", "local[2]"]) == 2
     assert "--engine local runs without Spark" in capsys.readouterr().err
+
+
+def test_the_labels_file_name_is_the_one_runs_write():
+    from sparkvision import job, predict as predict_module
+
+    assert predict_module.LABELS_FILE == job.LABELS_FILE  # predict keeps its own copy: job imports pyspark
