@@ -66,10 +66,26 @@ def _spark_settings(args: argparse.Namespace):
                          shuffle_partitions=args.shuffle_partitions, conf=dict(args.conf))
 
 
+class _ModelNames:
+    """``--model``'s choices, read from ``classifiers`` only when a value is checked or help is shown.
+
+    ``classifiers`` imports pyspark.ml (half a second); ``predict`` on the local engine never needs it.
+    """
+
+    def _names(self) -> list[str]:
+        from sparkvision.classifiers import CLASSIFIERS
+
+        return list(CLASSIFIERS)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sparkvision`` argument parser."""
-    from sparkvision.classifiers import CLASSIFIERS
-
     parser = argparse.ArgumentParser(prog="sparkvision", description="Image classification on Apache Spark.")
     parser.add_argument("--version", action="version", version=f"sparkvision {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full trace of an error")
@@ -84,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="feature set: gray or rgb pixels, or learned patch features (default gray)")
     run.add_argument("--centroids", type=int, default=1600, metavar="K",
                      help="--features patches: dictionary size; 2K features per image (default 1600)")
-    run.add_argument("--model", default=None, choices=list(CLASSIFIERS),
-                     help="classifier (default random_forest, the assignment's; ridge with --features patches)")
+    run.add_argument("--model", default=None, choices=_ModelNames(), metavar="NAME",
+                     help="classifier: %(choices)s (default random_forest, the assignment's; ridge with "
+                          "--features patches)")
     run.add_argument("--num-trees", type=int, default=None, help="trees in the forest (default 10)")
     run.add_argument("--max-depth", type=int, default=None, help="maximum tree depth (default 5)")
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
@@ -111,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     exp.set_defaults(func=cmd_experiment)
 
+    from sparkvision.predict import LOCAL_MAX_IMAGES  # no heavy imports there
+
     pred = sub.add_parser("predict", help="label image files, folders or globs with a saved model",
                           description="Label images with a model saved by `sparkvision run` (its --out folder or "
                                       "model/ folder). Writes CSV (default) or JSON lines with each image's path "
@@ -120,7 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--top-k", type=int, default=3, help="labels per image (default 3)")
     pred.add_argument("--out", default=None, help="output file (.csv or .jsonl); default: CSV on stdout")
     pred.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's suffix")
+    pred.add_argument("--engine", choices=("auto", "local", "spark"), default="auto",
+                      help="local: no JVM, the model evaluated in numpy (a second or less for a few images; "
+                           "not every model); spark: decoded and labelled in Spark tasks (any model, any number of images, "
+                           f"a cluster); auto (default): local for a supported model, no --master and at most "
+                           f"{LOCAL_MAX_IMAGES:,} images")
     _add_spark_options(pred)
+    pred.set_defaults(master=None)  # None: not given, so --engine auto may stay local
     pred.add_argument("--quiet", action="store_true", help="no progress lines")
     pred.set_defaults(func=cmd_predict)
 
@@ -170,17 +195,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``sparkvision predict``: labels for every input image, then where they went."""
     import time
 
-    from sparkvision.predict import find_model, predict
-    from sparkvision.spark_session import build_session
+    from sparkvision.predict import choose_engine, find_model, predict, predict_local
 
     started = time.perf_counter()
     find_model(args.model_dir)  # a wrong folder fails before the JVM starts
-    spark = build_session(_spark_settings(args))
-    result = predict(spark, args.model_dir, args.inputs, top_k=args.top_k, out=args.out, fmt=args.format,
-                     progress=not args.quiet)
+    master_given = args.master is not None or any(k == "spark.master" for k, _ in args.conf)
+    engine, why = choose_engine(args.engine, args.model_dir, args.inputs, master_given=master_given)
+    options = dict(top_k=args.top_k, out=args.out, fmt=args.format, progress=not args.quiet)
+    if engine == "local":
+        result = predict_local(args.model_dir, args.inputs, **options)
+    else:
+        from sparkvision.spark_session import SparkSettings, build_session
+
+        if args.master is None:
+            args.master = SparkSettings().master
+        result = predict(build_session(_spark_settings(args)), args.model_dir, args.inputs, **options)
     where = result["out"] or "stdout"
     print(f"labelled {result['predicted']:,} image(s) in {time.perf_counter() - started:.1f} s -> {where} "
-          f"({result['format']})", file=sys.stderr)
+          f"({result['format']}; {'local engine' if engine == 'local' else 'Spark'}: {why})", file=sys.stderr)
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} unreadable file(s):", file=sys.stderr)
         for item in result["skipped"][:10]:

@@ -21,17 +21,8 @@ from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
 
 from sparkvision import patch_math
 from sparkvision.arrow_bytes import binary_parts, binary_array
+from sparkvision.kernels import patch_features, rgb_to_gray, scale_pixels  # rgb_to_gray: public here too
 from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
-
-
-def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
-    """Gray levels of interleaved RGB bytes, exactly as Pillow's ``Image.convert('L')`` computes them.
-
-    Pillow uses the ITU-R 601-2 luma weights in 16-bit fixed point, rounded: (R·19595 +
-    G·38470 + B·7471 + 2¹⁵) >> 16.
-    """
-    px = rgb.reshape(-1, 3).astype(np.uint32)
-    return ((px[:, 0] * 19595 + px[:, 1] * 38470 + px[:, 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def _gray_batch(data: pa.Array) -> pa.Array:
@@ -80,7 +71,7 @@ class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, D
 
 def _scaled_batch(data: pa.Array, max_value: float) -> pa.Array:
     offsets, values = binary_parts(data)
-    scaled = values / np.float64(max_value)  # a division, as pixel/255 is: bit-identical values
+    scaled = scale_pixels(values, max_value)
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(scaled))
 
 
@@ -459,11 +450,7 @@ class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
 
             images = _images(data, shape)
             with threadpool_limits(1):  # one task per core already: BLAS threads would oversubscribe
-                features = enc.encode(images)
-            if pairs is not None:
-                features = features[:, pairs[0]] + features[:, pairs[1]]
-            if power != 1.0:
-                np.power(features, np.float32(power), out=features)
+                features = patch_features(enc, images, pairs, power)
             width = features.shape[1]
             offsets = np.arange(0, (len(features) + 1) * width, width, dtype=np.int32)
             return pa.ListArray.from_arrays(pa.array(offsets), pa.array(features.ravel()))

@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
+from sparkvision.kernels import ridge_scores
 from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
 
 
@@ -312,10 +313,7 @@ class RidgeClassifierModel(Model, _RidgeParams, ArraysReadWrite):
             from threadpoolctl import threadpool_limits
 
             with threadpool_limits(1):
-                raw = (_rows(x) @ coef + bias).astype(np.float64)
-            z = scale * (raw - raw.max(axis=1, keepdims=True))
-            prob = np.exp(z)
-            prob /= prob.sum(axis=1, keepdims=True)
+                raw, prob = ridge_scores(_rows(x), coef, bias, scale)
             c = raw.shape[1]
             offsets = pa.array(np.arange(0, (len(raw) + 1) * c, c, dtype=np.int32))
             return pa.StructArray.from_arrays(

@@ -1,10 +1,20 @@
 """Labelling new pictures with a saved model: ``sparkvision predict MODEL_DIR INPUT…``.
 
 Inputs are image files, folders (searched recursively) or glob patterns. Images are decoded and
-resized inside Spark tasks by the same policy as training (``datasets/folder.py``), so a folder
-of any size is handled in parallel; predictions stream to the output file without the driver
-ever holding them all. A model trained on gray features takes colour pictures: its Pipeline
-starts with the Grayscale stage.
+resized by the same policy as training (``datasets/folder.py``). Two engines give the same
+output:
+
+* **spark**: images are decoded inside Spark tasks and the loaded ``PipelineModel`` transforms
+  them, so a folder of any size is handled in parallel (or on a cluster); predictions stream to
+  the output file without the driver ever holding them all.
+* **local** (:func:`predict_local`): no JVM. The saved model is read with pyarrow and evaluated
+  in numpy (``local_model.py``), images are decoded in this process. A single image takes
+  0.2–0.7 s instead of the ~13 s that starting Spark and loading the model cost.
+
+``--engine auto`` (the default) takes the local engine when every stage of the model is one it
+evaluates, no ``--master`` was given, and there are at most :data:`LOCAL_MAX_IMAGES` images.
+A model trained on gray features takes colour pictures: its Pipeline starts with the Grayscale
+stage.
 """
 
 from __future__ import annotations
@@ -15,15 +25,24 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from sparkvision.errors import ConfigError, DataNotFoundError
+
+LABELS_FILE = "sparkvision-labels.json"  # = job.LABELS_FILE, which imports pyspark: the local engine must not
+ENGINES = ("auto", "local", "spark")
+# --engine auto: the local engine up to this many images, Spark beyond. Measured on this 2-core
+# machine with CIFAR-sized JPEGs, the local engine was faster at every size tried, with no
+# crossover in sight: 10,000 images in 1.8 s against 18.5 s through Spark (forest on gray), in
+# 21.4 s against 53.8 s (patches:1600, ridge); its cost per image is lower too (no JVM, no
+# serialisation between JVM and Python, the same cores). The limit is for bigger machines, where
+# Spark's local[*] grows with the cores and the local engine's threads less (they share one
+# interpreter), so that past some size Spark's fixed ~12 s pays back: a guess, not measured.
+LOCAL_MAX_IMAGES = 10_000
 
 
 def find_model(model_dir: str | os.PathLike) -> tuple[Path, list[str], int]:
     """(PipelineModel folder, class names, image size) from a run folder or a model folder."""
-    from sparkvision.job import LABELS_FILE
-
     path = Path(model_dir)
     for candidate in (path, path / "model"):
         if (candidate / LABELS_FILE).is_file():
@@ -105,14 +124,19 @@ def _write(rows: Iterator, out: Path | None, fmt: str, k: int) -> int:
     return n
 
 
-def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: str | None = None,
-            fmt: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Label every image in ``inputs``; write CSV or JSON lines to ``out`` (stdout when None)."""
-    from pyspark.ml import PipelineModel
-    from pyspark.sql import functions as F
+class _Job(NamedTuple):
+    """What both engines need, checked before either starts."""
 
-    from sparkvision.datasets.folder import FolderSource, read_images
+    model_path: Path
+    class_names: list[str]
+    size: int
+    paths: list[str]
+    count: int
+    out: Path | None
+    fmt: str
 
+
+def _prepare(model_dir: str, inputs: list[str], top_k: int, out: str | None, fmt: str | None) -> _Job:
     out_path = Path(out) if out else None
     fmt = fmt or ("jsonl" if out_path and out_path.suffix in (".jsonl", ".json") else "csv")
     if fmt not in ("csv", "jsonl"):
@@ -121,21 +145,205 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: st
     if not 1 <= top_k <= len(class_names):
         raise ConfigError(f"--top-k must be between 1 and {len(class_names)}, not {top_k}.")
     paths, count = expand_inputs(inputs)
+    return _Job(model_path, class_names, size, paths, count, out_path, fmt)
+
+
+def choose_engine(engine: str, model_dir: str, inputs: list[str], *, master_given: bool = False) -> tuple[str, str]:
+    """("local" or "spark", why) for ``--engine``; ``auto`` prefers local for few images and a supported model.
+
+    ``--engine local`` on a model with a stage the local engine cannot evaluate is a ConfigError
+    naming the stage (:class:`local_model.UnsupportedModelError`).
+    """
+    from sparkvision.local_model import UnsupportedModelError, load_pipeline
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: choose {', '.join(ENGINES)}.")
+    if engine == "spark":
+        return "spark", "--engine spark"
+    model_path, _, _ = find_model(model_dir)
+    if engine == "local":
+        if master_given:
+            raise ConfigError("--engine local runs without Spark, so --master has nothing to do; drop one of them.")
+        load_pipeline(model_path)
+        return "local", "--engine local"
+    if master_given:
+        return "spark", "--master given"
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # launched by spark-submit: its JVM and settings are there to use
+        return "spark", "launched by spark-submit"
+    _, count = expand_inputs(inputs)
+    if count > LOCAL_MAX_IMAGES:
+        return "spark", f"{count:,} images (more than {LOCAL_MAX_IMAGES:,})"
+    try:
+        load_pipeline(model_path)
+    except UnsupportedModelError as err:
+        return "spark", f"the local engine does not evaluate {err.what}"
+    return "local", f"{count:,} image(s), every stage supported"
+
+
+def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: str | None = None,
+            fmt: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Label every image in ``inputs`` with Spark; write CSV or JSON lines to ``out`` (stdout when None)."""
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import functions as F
+
+    from sparkvision.datasets.folder import FolderSource, read_images
+
+    job = _prepare(model_dir, inputs, top_k, out, fmt)
     if progress:
-        print(f"  labelling {count:,} image(s) with {model_path}", file=sys.stderr)
-    model = PipelineModel.load(str(model_path))
-    source = FolderSource(root="/", class_names=tuple(class_names), split_layout=False, has_test=False, size=size)
+        print(f"  labelling {job.count:,} image(s) with {job.model_path} (Spark)", file=sys.stderr)
+    model = PipelineModel.load(str(job.model_path))
+    source = FolderSource(root="/", class_names=tuple(job.class_names), split_layout=False, has_test=False,
+                          size=job.size)
     old = spark.conf.get("spark.sql.files.openCostInBytes")
     spark.conf.set("spark.sql.files.openCostInBytes", "8192")  # many small files per task, as in ingestion
     try:
         # Cached: the predictions and the list of unreadable files both read the decoded images.
-        decoded = read_images(spark, paths, source, labelled=False).persist()
+        decoded = read_images(spark, job.paths, source, labelled=False).persist()
         good = decoded.filter(F.col("error").isNull()).drop("error")
-        rows = _top_k(model.transform(good), class_names, top_k).toLocalIterator()
-        written = _write(rows, out_path, fmt, top_k)
+        rows = _top_k(model.transform(good), job.class_names, top_k).toLocalIterator()
+        written = _write(rows, job.out, job.fmt, top_k)
         bad = [{"path": r.origin, "reason": r.error} for r in
-               decoded.filter(F.col("error").isNotNull()).select("origin", "error").limit(1000).collect()]
+               decoded.filter(F.col("error").isNotNull()).select("origin", "error").limit(MAX_SKIPPED_LISTED).collect()]
         decoded.unpersist()
     finally:
         spark.conf.set("spark.sql.files.openCostInBytes", old)
-    return {"predicted": written, "skipped": bad, "out": str(out_path) if out_path else None, "format": fmt}
+    return {"predicted": written, "skipped": bad, "out": str(job.out) if job.out else None, "format": job.fmt,
+            "engine": "spark"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The local engine: the files Spark would read, decoded here, the model evaluated in numpy.
+
+MAX_SKIPPED_LISTED = 1000  # unreadable files listed in the result (both engines)
+_CHUNK = 256               # images decoded and labelled at a time: output streams, memory stays small
+
+
+def _hidden(name: str) -> bool:
+    """Whether Spark's file listing skips this name (InMemoryFileIndex.shouldFilterOutPathName)."""
+    exclude = (name.startswith("_") and "=" not in name) or name.startswith(".") or name.endswith("._COPYING_")
+    return exclude and not name.startswith(("_common_metadata", "_metadata"))
+
+
+def list_image_files(paths: list[str]) -> list[str]:
+    """The files Spark's ``binaryFile`` source reads for ``paths`` (as ``read_images`` sets it up).
+
+    Folders are searched recursively; names Spark treats as hidden (``.x``, ``_x``) are skipped
+    below a given folder and as given files; the extension must be one of ``EXTENSIONS`` in
+    lower or upper case (the ``pathGlobFilter``); a file reached twice is read once. Order: as
+    given, each folder's files sorted by path (Spark's rows come in its file-packing order).
+    """
+    from sparkvision.datasets.folder import EXTENSIONS
+
+    suffixes = tuple(e for ext in EXTENSIONS for e in (ext, ext.upper()))
+    found: dict[str, None] = {}
+    seen_dirs: set[str] = set()
+
+    def walk(folder: str) -> None:
+        real = os.path.realpath(folder)
+        if real in seen_dirs:  # a folder reached again (given twice, or a link loop)
+            return
+        seen_dirs.add(real)
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if _hidden(entry.name):
+                continue
+            if entry.is_dir():
+                walk(entry.path)
+            elif entry.name.endswith(suffixes):
+                found.setdefault(entry.path)
+
+    for path in paths:
+        if os.path.isdir(path):
+            walk(path)
+        elif not _hidden(os.path.basename(path)) and path.endswith(suffixes):
+            found.setdefault(path)
+    return list(found)
+
+
+def _decode_file(path: str, size: int):
+    """(pixels, None) or (None, reason): the file decoded as ``read_images`` decodes it in a task."""
+    from sparkvision.datasets.folder import _reason, decode_image
+
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+        return decode_image(content, size), None
+    except Exception as exc:  # Pillow raises many types for broken files
+        return None, _reason(exc)
+
+
+class _Row(NamedTuple):
+    path: str
+    labels: list[str]
+    probabilities: list[float | None]
+
+
+def _ranked(paths: list[str], probability, prediction, class_names: list[str], k: int) -> Iterator[_Row]:
+    """The rows ``_top_k`` gives: classes by probability, highest first, ties to the lower class index."""
+    import numpy as np
+
+    if probability is None:  # as _top_k: the winner only, no probability
+        for path, p in zip(paths, prediction.tolist()):
+            yield _Row(path, [class_names[int(p)]], [None])
+        return
+    order = np.argsort(-probability, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(probability, order, axis=1)
+    for path, idx, prob in zip(paths, order.tolist(), top.tolist()):
+        yield _Row(path, [class_names[i] for i in idx], prob)
+
+
+def _chunks(items: list[str], n: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), n):
+        yield items[start:start + n]
+
+
+def predict_local(model_dir: str, inputs: list[str], *, top_k: int = 3, out: str | None = None,
+                  fmt: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """:func:`predict` without Spark: the same output, for a model ``local_model`` can evaluate.
+
+    Files are labelled in chunks of at most :data:`_CHUNK`, one thread per core, each thread
+    decoding its chunk and evaluating the model on it (Pillow, numpy's BLAS and the patch
+    encoder release the GIL; BLAS itself is held to one thread, as in Spark's tasks). Rows are
+    written in input order as chunks finish, so the output streams as with Spark.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from sparkvision.local_model import load_pipeline
+
+    job = _prepare(model_dir, inputs, top_k, out, fmt)
+    if progress:
+        print(f"  labelling {job.count:,} image(s) with {job.model_path} (local engine, no Spark)", file=sys.stderr)
+    model = load_pipeline(job.model_path)
+    files = list_image_files(job.paths)
+    threads = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                         len(files)))
+    size = min(_CHUNK, -(-len(files) // threads)) if files else 1
+    bad: list[dict[str, str]] = []
+
+    def label(chunk: list[str]) -> tuple[list[_Row], list[dict[str, str]]]:
+        decoded = [_decode_file(f, job.size) for f in chunk]
+        good = [(f, px) for f, (px, _) in zip(chunk, decoded) if px is not None]
+        skipped = [{"path": f, "reason": why} for f, (_, why) in zip(chunk, decoded) if why is not None]
+        if not good:
+            return [], skipped
+        probability, prediction = model.predict(np.stack([px for _, px in good]))
+        return list(_ranked([f for f, _ in good], probability, prediction, job.class_names, top_k)), skipped
+
+    def rows(results) -> Iterator[_Row]:
+        for labelled, skipped in results:
+            bad.extend(skipped)
+            yield from labelled
+
+    with threadpool_limits(1):  # for the whole run: the threads are the parallelism
+        if threads == 1:
+            written = _write(rows(map(label, _chunks(files, size))), job.out, job.fmt, top_k)
+        else:
+            pool = ThreadPoolExecutor(threads)
+            try:
+                written = _write(rows(pool.map(label, _chunks(files, size))), job.out, job.fmt, top_k)
+            finally:  # on an error or Ctrl-C, chunks not started are dropped, not labelled for nothing
+                pool.shutdown(wait=True, cancel_futures=True)
+    return {"predicted": written, "skipped": bad[:MAX_SKIPPED_LISTED], "out": str(job.out) if job.out else None,
+            "format": job.fmt, "engine": "local"}

@@ -16,6 +16,7 @@ by :func:`from_spark_image_df`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -164,10 +165,13 @@ def _decode_partition(batches: Iterator, source: FolderSource, labelled: bool) -
                 pixels, error = None, _reason(exc)
             for k, v in zip(DECODED_COLUMNS, (shown, label, split, source.size, source.size, 3, pixels, shown, error)):
                 rows[k].append(v)
-        yield pa.RecordBatch.from_pydict(rows, schema=DECODED_ARROW_SCHEMA)
+        yield pa.RecordBatch.from_pydict(rows, schema=_schemas()[0])
 
 
+@functools.cache
 def _schemas():
+    """(Arrow schema, Spark schema) of decoded rows; built on first use, so that importing this
+    module (``decode_image``, for the local predict engine) does not import pyspark."""
     import pyarrow as pa
     from pyspark.sql.types import StringType, StructField, StructType
 
@@ -180,7 +184,10 @@ def _schemas():
     return arrow, spark_schema
 
 
-DECODED_ARROW_SCHEMA, DECODED_SCHEMA = _schemas()
+def __getattr__(name: str):
+    if name in ("DECODED_ARROW_SCHEMA", "DECODED_SCHEMA"):
+        return _schemas()[name == "DECODED_SCHEMA"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_images(spark, paths: list[str], source: FolderSource, *, labelled: bool = True):
@@ -192,7 +199,7 @@ def read_images(spark, paths: list[str], source: FolderSource, *, labelled: bool
     reader = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
               .option("pathGlobFilter", "*.{" + ",".join(e[1:] + "," + e[1:].upper() for e in EXTENSIONS) + "}"))
     raw = reader.load(paths).select("path", "content")
-    return raw.mapInArrow(lambda it: _decode_partition(it, source, labelled), DECODED_SCHEMA)
+    return raw.mapInArrow(lambda it: _decode_partition(it, source, labelled), _schemas()[1])
 
 
 def from_spark_image_df(df):

@@ -1,0 +1,186 @@
+"""predict's local engine (no JVM) against the Spark engine: same files, labels and probabilities.
+
+Models are fitted once per module on a few dozen synthetic pictures and saved as ``sparkvision
+run`` saves them; both engines then label the same folder, which holds broken files and names
+Spark's listing skips.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sparkvision.cli import main
+from sparkvision.predict import choose_engine, predict, predict_local
+
+CLASSES = ("cats", "dogs", "fish")
+COLOURS = {"cats": (200, 40, 40), "dogs": (40, 40, 200), "fish": (40, 200, 40)}
+
+
+def _picture(rng, colour, height, width) -> Image.Image:
+    pixels = np.clip(rng.normal(colour, 45, size=(height, width, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """A folder to label: three formats and sizes per class, broken files, and names Spark skips."""
+    root = tmp_path_factory.mktemp("to-label")
+    rng = np.random.default_rng(3)
+    for cls, colour in COLOURS.items():
+        (root / cls).mkdir()
+        for i in range(6):
+            _picture(rng, colour, 28 + 5 * i, 40).save(root / cls / f"{i}.{('jpg', 'png', 'bmp')[i % 3]}")
+    _picture(rng, COLOURS["cats"], 32, 32).save(root / "cats" / "UPPER.JPG", "JPEG")
+    _picture(rng, COLOURS["dogs"], 32, 32).convert("L").save(root / "dogs" / "gray.png")
+    (root / "cats" / "notes.jpg").write_bytes(b"this is not a picture")
+    good = (root / "dogs" / "1.png").read_bytes()
+    (root / "dogs" / "cut.png").write_bytes(good[: len(good) // 3])
+    for skipped in (".hidden.jpg", "_underscore.jpg", "Mixed.Jpg"):  # Spark's listing leaves these out
+        _picture(rng, COLOURS["fish"], 32, 32).save(root / "fish" / skipped, "JPEG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(spark, tmp_path_factory):
+    """Saved models: forest, tree and naive Bayes on gray, logistic regression on RGB (multinomial,
+    and binomial on two classes), ridge on patch features, and a perceptron (which the local
+    engine does not evaluate)."""
+    from sparkvision.api import save_model
+    from sparkvision.classifiers import build_classifier
+    from sparkvision.features import PatchFeatures, feature_stages
+    from sparkvision.fitting import fit_pipeline, label_with_classes
+    from sparkvision.linear import RidgeClassifier
+
+    rng = np.random.default_rng(5)
+    rows = [(np.asarray(_picture(rng, COLOURS[c], 32, 32)).tobytes(), float(k))
+            for k, c in enumerate(CLASSES) for _ in range(16)]
+    train = label_with_classes(spark.createDataFrame(rows, ["data", "label"]), CLASSES).cache()
+    two = label_with_classes(train.filter("label < 2"), CLASSES[:2])
+    base = tmp_path_factory.mktemp("local-models")
+    specs = {
+        "forest": (feature_stages("gray") + [build_classifier("random_forest", seed=42, numTrees=5, maxDepth=4)],
+                   train, CLASSES),
+        "tree": (feature_stages("gray") + [build_classifier("decision_tree", seed=42, maxDepth=4)], train, CLASSES),
+        "logistic": (feature_stages("rgb") + [build_classifier("logistic_regression", maxIter=5)], train, CLASSES),
+        "binomial": (feature_stages("rgb") + [build_classifier("logistic_regression", maxIter=5, regParam=0.1)
+                                              .setFamily("binomial")], two, CLASSES[:2]),
+        "patches": ([PatchFeatures(inputCol="data", outputCol="features", k=16, numPatches=1000, maxIter=2, seed=42),
+                     RidgeClassifier(regParam=1e-3)], train, CLASSES),
+        "bayes": (feature_stages("gray") + [build_classifier("naive_bayes")], train, CLASSES),
+        "mlp": (feature_stages("gray") + [build_classifier("mlp", num_features=1024, num_classes=3, hidden=[4],
+                                                           maxIter=3, seed=42)], train, CLASSES),
+    }
+
+    def fit_and_save(name):  # small fits are mostly waiting on Spark's scheduling: three at a time
+        stages, data, classes = specs[name]
+        return name, str(save_model(fit_pipeline(stages, data), base / name, classes))
+
+    with ThreadPoolExecutor(3) as pool:
+        saved = dict(pool.map(fit_and_save, specs))
+    train.unpersist()
+    return saved
+
+
+def _read(path):
+    with open(path, newline="") as f:
+        return {row["path"]: row for row in csv.DictReader(f)}
+
+
+def _both(spark, model, folder, tmp_path, k):
+    a = predict(spark, model, [str(folder)], top_k=k, out=str(tmp_path / "spark.csv"), progress=False)
+    b = predict_local(model, [str(folder)], top_k=k, out=str(tmp_path / "local.csv"), progress=False)
+    return a, b, _read(tmp_path / "spark.csv"), _read(tmp_path / "local.csv")
+
+
+# rtol per model: 0 means bit-identical. Logistic regression, naive Bayes: Spark's gemv adds the
+# products in another order, Java's exp and log may differ from C's in the last bit (measured:
+# 4e-15). Ridge: float32 scores, whose last bits depend on BLAS's code path (Spark's own values
+# move by as much with how rows fall into Arrow batches; measured here: 7e-6).
+@pytest.mark.parametrize("name, rtol", [("forest", 0.0), ("tree", 0.0), ("logistic", 1e-12),
+                                        ("binomial", 1e-12), ("bayes", 1e-12), ("patches", 1e-4)])
+def test_local_engine_matches_spark(spark, models, pictures, tmp_path, name, rtol):
+    k = 2 if name == "binomial" else 3
+    spark_result, local_result, by_spark, by_local = _both(spark, models[name], pictures, tmp_path, k)
+    assert spark_result["engine"] == "spark" and local_result["engine"] == "local"
+    assert local_result["predicted"] == spark_result["predicted"] == len(by_local) == 20
+    assert set(by_local) == set(by_spark)  # the same files: .hidden, _underscore and .Jpg left out by both
+    assert sorted(map(str, local_result["skipped"])) == sorted(map(str, spark_result["skipped"]))
+    assert {s["path"].rsplit("/", 1)[1] for s in local_result["skipped"]} == {"notes.jpg", "cut.png"}
+    labels = [f"label_{i}" for i in range(1, k + 1)]
+    probs = [f"probability_{i}" for i in range(1, k + 1)]
+    for path, row in by_spark.items():
+        assert [by_local[path][c] for c in labels] == [row[c] for c in labels], path
+        got = np.array([float(by_local[path][c]) for c in probs])
+        want = np.array([float(row[c]) for c in probs])
+        if rtol:
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=0, err_msg=path)
+        else:
+            assert got.tolist() == want.tolist(), path
+    if name != "binomial":  # the models learned something (a sanity check, not the point): chance is 1/3
+        assert sum(row["label_1"] == path.split("/")[-2] for path, row in by_local.items()) > len(by_local) / 2
+
+
+def test_local_engine_refuses_an_unsupported_model_by_name(models, pictures, capsys):
+    code = main(["predict", models["mlp"], str(pictures / "cats" / "0.jpg"), "--engine", "local"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2_MultilayerPerceptronClassifier_" in err and "--engine spark" in err
+    engine, why = choose_engine("auto", models["mlp"], [str(pictures / "cats" / "0.jpg")])
+    assert engine == "spark" and "MultilayerPerceptronClassificationModel" in why
+    assert choose_engine("auto", models["forest"], [str(pictures)], master_given=True)[0] == "spark"
+
+
+def test_auto_labels_one_image_locally_without_importing_pyspark(models, pictures, tmp_path):
+    out = tmp_path / "one.jsonl"
+    code = ("import sys; from sparkvision.cli import main; code = main(sys.argv[1:]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')))")
+    done = subprocess.run([sys.executable, "-c", code, "predict", models["patches"], str(pictures / "fish" / "2.bmp"),
+                           "--out", str(out), "--top-k", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # neither pyspark nor py4j was imported
+    assert "labelled 1 image(s)" in done.stderr and "local engine" in done.stderr
+    line = json.loads(out.read_text())
+    assert line["path"].endswith("fish/2.bmp") and [t["label"] for t in line["top"]][0] == "fish"
+    assert len(line["top"]) == 2 and line["top"][0]["probability"] >= line["top"][1]["probability"]
+
+
+def test_matrices_and_vectors_read_as_spark_stores_them():
+    from pyspark.ml.linalg import DenseMatrix, MatrixUDT, SparseMatrix, Vectors, VectorUDT
+
+    from sparkvision.local_model import _matrix, _vector
+
+    fields = ("type", "numRows", "numCols", "colPtrs", "rowIndices", "values", "isTransposed")
+    a = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
+    for m in (DenseMatrix(2, 3, a.T.ravel().tolist()), DenseMatrix(2, 3, a.ravel().tolist(), isTransposed=True),
+              SparseMatrix(2, 3, [0, 1, 1, 3], [0, 0, 1], [1.0, 2.0, 3.0]),
+              SparseMatrix(2, 3, [0, 2, 3], [0, 2, 2], [1.0, 2.0, 3.0], isTransposed=True)):
+        assert np.array_equal(m.toArray(), a)
+        assert np.array_equal(_matrix(dict(zip(fields, MatrixUDT().serialize(m)))), a)
+    for v in (Vectors.dense([0.0, 4.0, 5.0]), Vectors.sparse(3, [1, 2], [4.0, 5.0])):
+        stored = dict(zip(("type", "size", "indices", "values"), VectorUDT().serialize(v)))
+        assert _vector(stored).tolist() == [0.0, 4.0, 5.0]
+
+
+def test_master_given_means_spark_and_the_summary_says_so(spark, models, pictures, tmp_path, capsys):
+    one = str(pictures / "fish" / "2.bmp")
+    args = ["predict", models["forest"], one, "--top-k", "3", "--conf", "spark.ui.enabled=false"]
+    assert main([*args, "--master", "local[2]", "--out", str(tmp_path / "spark.csv")]) == 0
+    assert "(csv; Spark: --master given)" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "local.csv")]) == 0
+    assert "(csv; local engine: 1 image(s), every stage supported)" in capsys.readouterr().err
+    assert (tmp_path / "spark.csv").read_text() == (tmp_path / "local.csv").read_text()
+    assert main([*args, "--engine", "local", "--master", "local[2]"]) == 2
+    assert "--engine local runs without Spark" in capsys.readouterr().err
+
+
+def test_the_labels_file_name_is_the_one_runs_write():
+    from sparkvision import job, predict as predict_module
+
+    assert predict_module.LABELS_FILE == job.LABELS_FILE  # predict keeps its own copy: job imports pyspark
