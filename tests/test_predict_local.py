@@ -183,4 +183,4 @@ def test_master_given_means_spark_and_the_summary_says_so(spark, models, picture
 def test_the_labels_file_name_is_the_one_runs_write():
     from sparkvision import job, predict as predict_module
 
-    assert predict_module.LABELS_FILE == job.LABELS_FILE  # predict keeps its own copy: job imports pyspark
+    assert predict_module.LABELS_FILE == job.LABELS_FILE  # one name: the one predict defines

@@ -24,10 +24,10 @@ from pyspark.sql import functions as F
 from sparkvision import __version__
 from sparkvision.atomic import remove_stale, temp_path
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
+from sparkvision.predict import LABELS_FILE  # beside a saved PipelineModel (defined where pyspark is not imported)
 from sparkvision.spark_session import SparkSettings
 
 FEATURE_SETS = ("gray", "rgb", "patches")  # and patches:K in experiment files
-LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel: class names, image size
 
 
 @dataclass

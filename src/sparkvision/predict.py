@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 from sparkvision.errors import ConfigError, DataNotFoundError
 
-LABELS_FILE = "sparkvision-labels.json"  # = job.LABELS_FILE, which imports pyspark: the local engine must not
+LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel: class names, image size (job.py writes it)
 ENGINES = ("auto", "local", "spark")
 # --engine auto: the local engine up to this many images, Spark beyond. Measured on this 2-core
 # machine with CIFAR-sized JPEGs, the local engine was faster at every size tried, with no
