@@ -126,9 +126,24 @@ def decode_image(content: bytes, size: int = 32) -> np.ndarray:
         return np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(size, size, 3)
 
 
-def _label_of(path: str, source: FolderSource) -> tuple[str, str]:
-    """(class name, split) from a file's path relative to the root."""
-    rel = Path(path.removeprefix("file:")).relative_to(Path(source.root).resolve()).parts
+def _root_prefixes(source: FolderSource) -> tuple[str, ...]:
+    """The root as Spark may spell it in a file's path (resolved, or as given), with a final ``/``."""
+    root = Path(source.root)
+    return tuple(dict.fromkeys(p.as_posix().rstrip("/") + "/" for p in (root.resolve(), root.absolute())))
+
+
+def _label_of(path: str, source: FolderSource, prefixes: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(class name, split) from a file's path (without ``file:``) relative to the root.
+
+    String prefixes, computed once per task: resolving the root for every file cost two
+    ``lstat`` calls an image, a third of the time spent besides decoding.
+    """
+    for prefix in prefixes or _root_prefixes(source):
+        if path.startswith(prefix):
+            rel = path[len(prefix):].split("/")
+            break
+    else:
+        rel = list(Path(path).relative_to(Path(source.root).resolve()).parts)
     if source.split_layout:
         return rel[1], rel[0]
     return rel[0], "train"
@@ -150,22 +165,26 @@ DECODED_COLUMNS = ("id", "label", "split", "height", "width", "nChannels", "data
 def _decode_partition(batches: Iterator, source: FolderSource, labelled: bool) -> Iterator:
     import pyarrow as pa
 
+    schema = _schemas()[0]
     index = {c: i for i, c in enumerate(source.class_names)}
+    prefixes = _root_prefixes(source) if labelled else ()
+    size = source.size
     for batch in batches:
-        rows = {k: [] for k in DECODED_COLUMNS}
-        for path, content in zip(batch.column("path").to_pylist(), batch.column("content").to_pylist()):
-            shown = path.removeprefix("file:")
-            label, split = -1, "predict"
+        paths = [p.removeprefix("file:") for p in batch.column("path").to_pylist()]
+        n = len(paths)
+        labels, splits, pixels, errors = [-1] * n, ["predict"] * n, [None] * n, [None] * n
+        for i, (shown, content) in enumerate(zip(paths, batch.column("content").to_pylist())):
             if labelled:
-                cls, split = _label_of(path, source)
-                label = index.get(cls, -1)
+                cls, splits[i] = _label_of(shown, source, prefixes)
+                labels[i] = index.get(cls, -1)
             try:
-                pixels, error = decode_image(content, source.size).tobytes(), None
+                pixels[i] = decode_image(content, size).tobytes()
             except Exception as exc:  # Pillow raises many types for broken files
-                pixels, error = None, _reason(exc)
-            for k, v in zip(DECODED_COLUMNS, (shown, label, split, source.size, source.size, 3, pixels, shown, error)):
-                rows[k].append(v)
-        yield pa.RecordBatch.from_pydict(rows, schema=_schemas()[0])
+                errors[i] = _reason(exc)
+        same = np.full(n, size, np.int32)
+        columns = (paths, labels, splits, same, same, np.full(n, 3, np.int32), pixels, paths, errors)
+        yield pa.RecordBatch.from_arrays([pa.array(c, schema.field(k).type) for k, c in enumerate(columns)],
+                                         schema=schema)
 
 
 @functools.cache
