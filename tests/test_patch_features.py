@@ -215,14 +215,25 @@ def test_ridge_matches_the_closed_form_solution(spark):
 def test_ridge_chooses_its_regularisation_on_held_out_sums(spark):
     from pyspark.ml.linalg import Vectors
 
-    x = RNG.normal(size=(600, 40))
+    x = np.random.default_rng(3).normal(size=(600, 40))
     y = (x[:, 0] > 0).astype(int)  # one useful feature among 40: heavy regularisation does best
     df = spark.createDataFrame([(Vectors.dense(r), float(t)) for r, t in zip(x, y)], ["features", "label"])
     model = RidgeClassifier(regGrid=[1e-6, 1.0, 1e4], validationFraction=0.3).fit(df)
     errors = model.validationErrors
-    assert set(errors) == {1e-6, 1.0, 1e4} and model.getRegParam() == min(errors, key=errors.get)
+    assert {1e-6, 1.0, 1e4} <= set(errors) and model.getRegParam() == min(errors, key=errors.get)
     fixed = RidgeClassifier(regParam=0.5).fit(df)
     assert fixed.getRegParam() == 0.5 and fixed.validationErrors == {}
+
+    # A grid too low for this data: its best is its upper edge, so the choice goes on past it,
+    # in half-decades, while the held-out error falls (three steps at most).
+    wide = np.random.default_rng(4).normal(size=(200, 120))  # more features than rows a class: needs a big penalty
+    df = spark.createDataFrame([(Vectors.dense(r), float(r[0] > 0)) for r in wide], ["features", "label"])
+    low = RidgeClassifier(regGrid=[1e-4, 3e-4], validationFraction=0.3).fit(df)
+    beyond = sorted(set(low.validationErrors) - {1e-4, 3e-4})
+    errors = low.validationErrors
+    assert errors[3e-4] < errors[1e-4] and 1 <= len(beyond) <= 3
+    assert beyond == pytest.approx([3e-4 * 10 ** (0.5 * i) for i in range(1, len(beyond) + 1)])
+    assert low.getRegParam() == min(errors, key=errors.get) > 3e-4
 
 
 def test_squared_error_from_the_sums_equals_the_direct_one():

@@ -64,8 +64,9 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
     ``regParam`` is relative: with standardised features λ = regParam × number of rows, so the
     same value suits any data size. Left unset, it is chosen from ``regGrid``: a
     ``validationFraction`` of the rows is summed apart in the same pass, each candidate is
-    solved on the rest, and the one with the least squared error on the held-out sums wins;
-    the final weights use all rows. The fit reads its input once (no cache needed).
+    solved on the rest, and the one with the least squared error on the held-out sums wins
+    (when that is the grid's first or last value, the search goes on past it, in half-decades,
+    while the error falls: at most three more solves); the final weights use all rows. The fit reads its input once (no cache needed).
 
     Examples
     --------
@@ -181,8 +182,22 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
         if self.isSet(self.regParam):
             chosen, errors = self.getRegParam(), {}
         elif 0 in parts and 1 in parts:
-            errors = {reg: parts[1].squared_error(*parts[0].solve(reg, standardize)) / parts[1].n for reg in grid}
+            def error(reg: float) -> float:
+                return parts[1].squared_error(*parts[0].solve(reg, standardize)) / parts[1].n
+
+            errors = {reg: error(reg) for reg in grid}
             chosen = min(errors, key=errors.get)
+            # The best value on the grid's edge means the best may lie beyond it: carry on past that
+            # edge in half-decades while the held-out error keeps falling (at most EDGE_STEPS).
+            for _ in range(EDGE_STEPS):
+                if chosen not in (min(errors), max(errors)) or len(errors) < 2:
+                    break
+                step = EDGE_FACTOR if chosen == max(errors) else 1 / EDGE_FACTOR
+                beyond = chosen * step
+                errors[beyond] = error(beyond)
+                if errors[beyond] >= errors[chosen]:
+                    break
+                chosen = beyond
         else:  # too few rows to hold any out
             chosen, errors = grid[len(grid) // 2], {}
         everything = parts[0] + parts[1] if len(parts) == 2 else next(iter(parts.values()))
@@ -195,6 +210,10 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
         model.fitSeconds = {"pass": round(summed - started, 3), "solve": round(time.perf_counter() - summed, 3)}
         model._set_arrays({"coefficients": coef, "intercept": intercept})
         return model
+
+
+EDGE_STEPS = 3            # how far past the edge of regGrid the choice may go
+EDGE_FACTOR = 10 ** 0.5   # in half-decades, as the default grid is spaced
 
 
 class _Sums:
