@@ -28,6 +28,10 @@ from pathlib import Path
 ENV_SWITCH = "SPARKVISION_JVM_CDS"  # "0": no archive
 ENV_CACHE = "SPARKVISION_CACHE_DIR"
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an unusable archive is not worth a console warning
+# JVMs that may be writing an archive at once. More than one: a long-lived session (a notebook,
+# a service) writes only when it exits, and a short run started meanwhile should not wait for it.
+# The first complete one is put in place; the others are removed.
+MAX_WRITERS = 2
 ABANDONED_S = 3600  # a temporary archive whose JVM never said its pid (it failed to start) is removed after this
 
 
@@ -128,7 +132,7 @@ def plan(java: str, java_line: str, spark_version: str) -> ArchivePlan:
         return ArchivePlan("")
     if final.is_file():
         return ArchivePlan(f"-XX:SharedArchiveFile={final} {QUIET}", mapping=final)
-    if _temporaries(final) or list(final.parent.glob(f".{final.name}.tmp-*.jvm")):
-        return ArchivePlan("")  # another JVM writes it as it exits: one writer is enough
+    if len(list(final.parent.glob(f".{final.name}.tmp-*.jvm"))) >= MAX_WRITERS:
+        return ArchivePlan("")  # enough JVMs will write one as they exit
     tmp = final.with_name(f".{final.name}.tmp-{socket.gethostname()}-{secrets.token_hex(4)}")
     return ArchivePlan(f"-XX:ArchiveClassesAtExit={tmp} {QUIET}", tmp)
