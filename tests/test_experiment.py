@@ -143,7 +143,7 @@ name = "killable"
 [[scenario]]
 name = "forest"
 model = "random_forest"
-params = { numTrees = [2, 4, 6, 8], maxDepth = 5 }
+params = { numTrees = [2, 4, 6, 8], maxDepth = 3 }
 """
 
 
