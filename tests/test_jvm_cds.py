@@ -93,7 +93,8 @@ def test_spark_starts_when_its_archive_is_damaged(tmp_path, monkeypatch):
               "conf={'spark.ui.enabled': 'false'}), show_progress=False)\n"
               "print('rows', s.range(3).count())\n")
     env = {**os.environ, jvm_cds.ENV_CACHE: str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180,
+                          cwd=tmp_path)  # where the crashing JVM leaves its hs_err_pid*.log
     assert done.returncode == 0, done.stderr
     assert "rows 3" in done.stdout
     assert not final.exists()

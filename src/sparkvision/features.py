@@ -427,13 +427,14 @@ class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
         """The dictionary in whitened space (k × patch values): learned centroids, then their mirrors."""
         return self._arrays["centroids"]
 
+    def _encoder_and_pairs(self) -> tuple[patch_math.PatchEncoder, tuple[np.ndarray, np.ndarray] | None]:
+        return patch_math.encoder_from(self._arrays, {p.name: self.getOrDefault(p) for p in (
+            self.patchSize, self.stride, self.poolingGrid, self.imageHeight, self.imageWidth, self.encoder,
+            self.alpha, self.flipInvariant)})
+
     def patch_encoder(self) -> patch_math.PatchEncoder:
         """The numpy encoder this model applies to every batch of images."""
-        g = self.getOrDefault
-        h, w, _ = self._shape()
-        return patch_math.PatchEncoder(self._arrays["centroids"], self._arrays["mean"], self._arrays["whiten"],
-                                       size=g(self.patchSize), stride=g(self.stride), grid=g(self.poolingGrid),
-                                       height=h, width=w, triangle=g(self.encoder) == "triangle", alpha=g(self.alpha))
+        return self._encoder_and_pairs()[0]
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         self._check()
@@ -442,8 +443,7 @@ class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
         shape, power = self._shape(), self.getOrDefault(self.power)
         # Built once here and shipped with the UDF: the pooling table and extended filters are
         # not recomputed for every Arrow batch.
-        enc = self.patch_encoder()
-        pairs = patch_math.fold_pairs(enc.k, enc.grid) if self.getOrDefault(self.flipInvariant) else None
+        enc, pairs = self._encoder_and_pairs()
 
         def encode(data: pa.Array) -> pa.Array:
             from threadpoolctl import threadpool_limits

@@ -66,7 +66,8 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
     ``validationFraction`` of the rows is summed apart in the same pass, each candidate is
     solved on the rest, and the one with the least squared error on the held-out sums wins
     (when that is the grid's first or last value, the search goes on past it, in half-decades,
-    while the error falls: at most three more solves); the final weights use all rows. The fit reads its input once (no cache needed).
+    while the error falls: at most three more solves); the final weights use all rows. The fit
+    reads its input once (no cache needed).
 
     Examples
     --------

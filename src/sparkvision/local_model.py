@@ -195,11 +195,7 @@ def _patch_features(folder: Path, p: dict[str, Any]) -> Callable[[Columns], None
 
     arrays = _arrays(folder, np.float32)  # PatchFeaturesModel keeps its arrays in float32
     shape = (int(p["imageHeight"]), int(p["imageWidth"]), int(p["imageChannels"]))
-    encoder = patch_math.PatchEncoder(arrays["centroids"], arrays["mean"], arrays["whiten"],
-                                      size=int(p["patchSize"]), stride=int(p["stride"]),
-                                      grid=int(p["poolingGrid"]), height=shape[0], width=shape[1],
-                                      triangle=p["encoder"] == "triangle", alpha=float(p["alpha"]))
-    pairs = patch_math.fold_pairs(encoder.k, encoder.grid) if p["flipInvariant"] else None
+    encoder, pairs = patch_math.encoder_from(arrays, p)
     power = float(p["power"])
 
     def apply(cols: Columns) -> None:

@@ -257,3 +257,15 @@ def assign(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nd
         sums[used] += np.add.reduceat(p[order], first, axis=0)
         counts += np.bincount(nearest, minlength=k)
     return sums, counts, cost
+
+
+def encoder_from(arrays: dict[str, np.ndarray], params: dict) -> tuple[PatchEncoder, tuple[np.ndarray, np.ndarray] | None]:
+    """(encoder, mirror-fold pairs or None) of a fitted PatchFeaturesModel, from its arrays
+    (centroids, mean, whiten) and its Params by name: the Spark stage and the local predict
+    engine build them the same way."""
+    encoder = PatchEncoder(arrays["centroids"], arrays["mean"], arrays["whiten"], size=int(params["patchSize"]),
+                           stride=int(params["stride"]), grid=int(params["poolingGrid"]),
+                           height=int(params["imageHeight"]), width=int(params["imageWidth"]),
+                           triangle=params["encoder"] == "triangle", alpha=float(params["alpha"]))
+    pairs = fold_pairs(encoder.k, encoder.grid) if params["flipInvariant"] else None
+    return encoder, pairs

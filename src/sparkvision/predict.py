@@ -187,6 +187,7 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: st
     from pyspark.sql import functions as F
 
     from sparkvision.datasets.folder import FolderSource, read_images
+    from sparkvision.datasets.table import small_file_tasks
 
     job = _prepare(model_dir, inputs, top_k, out, fmt)
     if progress:
@@ -194,9 +195,8 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: st
     model = PipelineModel.load(str(job.model_path))
     source = FolderSource(root="/", class_names=tuple(job.class_names), split_layout=False, has_test=False,
                           size=job.size)
-    old = spark.conf.get("spark.sql.files.openCostInBytes")
-    spark.conf.set("spark.sql.files.openCostInBytes", "8192")  # many small files per task, as in ingestion
-    try:
+    # Many small files per task, as in ingestion (their total size is not known here).
+    with small_file_tasks(spark, job.count, 0):
         # Cached: the predictions and the list of unreadable files both read the decoded images.
         decoded = read_images(spark, job.paths, source, labelled=False).persist()
         good = decoded.filter(F.col("error").isNull()).drop("error")
@@ -205,8 +205,6 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: st
         bad = [{"path": r.origin, "reason": r.error} for r in
                decoded.filter(F.col("error").isNotNull()).select("origin", "error").limit(MAX_SKIPPED_LISTED).collect()]
         decoded.unpersist()
-    finally:
-        spark.conf.set("spark.sql.files.openCostInBytes", old)
     return {"predicted": written, "skipped": bad, "out": str(job.out) if job.out else None, "format": job.fmt,
             "engine": "spark"}
 

@@ -154,18 +154,17 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
                 raise
             # The class archive is damaged: remove it and start the ordinary way.
             archive.mapping.unlink(missing_ok=True)
+            options = conf["spark.driver.extraJavaOptions"].replace(archive.options, "")
             archive = jvm_cds.ArchivePlan("")
-            options = conf["spark.driver.extraJavaOptions"].split()
-            builder = builder.config("spark.driver.extraJavaOptions",
-                                     " ".join(o for o in options if not o.startswith(("-XX:SharedArchiveFile", "-Xlog:cds"))))
-            spark = builder.getOrCreate()
+            spark = builder.config("spark.driver.extraJavaOptions", " ".join(options.split())).getOrCreate()
     except Exception as exc:  # the JVM did not start: say why in one paragraph
         raise ConfigError(
             f"Spark could not start with master {master!r}, driver memory {s.driver_memory}: "
             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
             "Check --master and the memory settings (they must fit in this machine's memory)."
         ) from exc
-    archive.started(spark._jvm.java.lang.ProcessHandle.current().pid())
+    if archive.writing is not None:
+        archive.started(spark._jvm.java.lang.ProcessHandle.current().pid())
     spark.sparkContext.setLogLevel("ERROR")
     ship_package(spark)
     wait_for_executors(spark)
