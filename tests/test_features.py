@@ -79,3 +79,42 @@ def test_bad_parameters_are_refused(spark):
         PixelVectorizer(inputCol="data", maxValue=0.0).transform(df)
     with pytest.raises(ValueError, match="features .hsv.: choose gray, rgb, patches"):
         feature_stages("hsv")
+
+
+_WORKER = """
+import sys
+# What a Python worker must not need: pyspark.ml (0.9 s of imports) and pandas (0.5 s).
+for name in ("pyspark.ml", "pandas", "sparkvision.features", "sparkvision.linear"):
+    sys.modules[name] = None
+import json
+import numpy as np, pyarrow as pa
+from pyspark import cloudpickle
+gray, pixels = (cloudpickle.loads(blob) for blob in np.load(sys.argv[1], allow_pickle=True))
+# (pa.array on Python objects would itself look for pandas: build the input from buffers)
+data = pa.Array.from_buffers(pa.binary(), 2, [None, pa.py_buffer(np.array([0, 30, 60], np.int32)),
+                                              pa.py_buffer(np.arange(60, dtype=np.uint8))])
+gray_bytes = gray(data)
+print(json.dumps([list(gray_bytes.to_pylist()[1]), pixels(gray_bytes).to_pylist()[1]]))
+"""
+
+
+def test_feature_udfs_run_in_a_worker_without_pyspark_ml_or_pandas(tmp_path):
+    """The UDF bodies come from a light module: a Python worker imports what a UDF's function
+    needs, and pyspark.ml or pandas there cost seconds of every run's first task."""
+    import json
+    import subprocess
+    import sys
+
+    from pyspark import cloudpickle
+
+    from sparkvision import features
+
+    blobs = np.empty(2, dtype=object)
+    blobs[:] = [cloudpickle.dumps(features._gray_udf.func), cloudpickle.dumps(features._pixel_udf(255.0).func)]
+    np.save(tmp_path / "udfs.npy", blobs, allow_pickle=True)
+    out = subprocess.run([sys.executable, "-c", _WORKER, str(tmp_path / "udfs.npy")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    gray, pixels = json.loads(out.stdout)
+    expected = rgb_to_gray(np.arange(30, 60, dtype=np.uint8))
+    assert gray == expected.tolist()
+    assert pixels == (expected / 255).tolist()

@@ -1,13 +1,17 @@
-"""Binary Arrow columns as numpy bytes and back, without copies.
+"""Arrow columns as numpy arrays and back, without copies, and the Arrow-batch bodies of the UDFs.
 
-Kept apart from ``features`` so that Python workers which only read batch files (ingestion)
-do not import pyspark.ml.
+Kept apart from ``features`` and ``linear`` (which import pyspark.ml): a Python worker imports
+the module a UDF's function lives in, and pyspark.ml with its dependencies costs about 0.9 s per
+worker, paid inside the first task of every run. The UDF bodies here import only numpy,
+pyarrow and :mod:`sparkvision.kernels`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+
+from sparkvision.kernels import rgb_to_gray, scale_pixels
 
 
 def binary_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -26,3 +30,55 @@ def binary_array(offsets: np.ndarray, values: np.ndarray) -> pa.Array:
     """A binary Arrow array over ``values`` (contiguous bytes) cut at ``offsets`` (n + 1 of them), no copy."""
     return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
                                  [None, pa.py_buffer(np.asarray(offsets, dtype=np.int32)), pa.py_buffer(values)])
+
+
+def float_rows(arr: pa.Array) -> np.ndarray:
+    """A list<float> Arrow column of equal-length rows as an (n, d) float32 matrix, no Python loop."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return values.reshape(len(arr), -1) if len(arr) else values.reshape(0, 0)
+
+
+def gray_batch(data: pa.Array) -> pa.Array:
+    """Grayscale's UDF body: RGB image bytes → gray bytes (Pillow's ``convert('L')``), per Arrow batch."""
+    offsets, values = binary_parts(data)
+    if (offsets % 3).any():
+        raise ValueError("Grayscale needs RGB bytes (a multiple of 3 per image)")
+    # Rows are contiguous and each a multiple of 3 long, so pixel triples never straddle rows.
+    return binary_array(offsets // 3, rgb_to_gray(values))
+
+
+def list_array(offsets: np.ndarray, values: np.ndarray) -> pa.Array:
+    """A list<float or double> Arrow array over a 1-d numpy array cut at ``offsets`` (n + 1), no copy.
+
+    Built from buffers, not with ``pa.array``: that one imports pandas on first use to check
+    for pandas objects (0.5 s in every Python worker).
+    """
+    child = float_array(values)
+    return pa.Array.from_buffers(pa.list_(child.type), len(offsets) - 1,
+                                 [None, pa.py_buffer(np.asarray(offsets, dtype=np.int32))], children=[child])
+
+
+def float_array(values: np.ndarray) -> pa.Array:
+    """A float or double Arrow array over a 1-d numpy array, no copy (and no pandas import, see :func:`list_array`)."""
+    values = np.ascontiguousarray(values)
+    kind = {np.dtype(np.float32): pa.float32(), np.dtype(np.float64): pa.float64()}[values.dtype]
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+
+def scaled_batch(data: pa.Array, max_value: float) -> pa.Array:
+    """PixelVectorizer's UDF body: image bytes → list<double> of byte / ``max_value``, per Arrow batch."""
+    offsets, values = binary_parts(data)
+    return list_array(offsets, scale_pixels(values, max_value))
+
+
+def image_array(data: pa.Array, shape: tuple[int, int, int]) -> np.ndarray:
+    """A binary column of equal-size images as a (n, height, width, channels) uint8 array, no copy."""
+    offsets, values = binary_parts(data)
+    size = shape[0] * shape[1] * shape[2]
+    if (np.diff(offsets) != size).any():
+        bad = int(np.flatnonzero(np.diff(offsets) != size)[0])
+        raise ValueError(f"PatchFeatures expects {shape[0]}×{shape[1]}×{shape[2]} images ({size} bytes); "
+                         f"a row has {int(np.diff(offsets)[bad])} bytes. Set imageHeight/imageWidth/imageChannels.")
+    return values.reshape(-1, *shape)

@@ -20,20 +20,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
 
 from sparkvision import patch_math
-from sparkvision.arrow_bytes import binary_parts, binary_array
-from sparkvision.kernels import patch_features, rgb_to_gray, scale_pixels  # rgb_to_gray: public here too
+from sparkvision.arrow_bytes import gray_batch, image_array, list_array, scaled_batch
+from sparkvision.kernels import patch_features, rgb_to_gray  # noqa: F401  (rgb_to_gray: public here too)
 from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
 
 
-def _gray_batch(data: pa.Array) -> pa.Array:
-    offsets, values = binary_parts(data)
-    if (offsets % 3).any():
-        raise ValueError("Grayscale needs RGB bytes (a multiple of 3 per image)")
-    # Rows are contiguous and each a multiple of 3 long, so pixel triples never straddle rows.
-    return binary_array(offsets // 3, rgb_to_gray(values))
-
-
-_gray_udf = F.arrow_udf(_gray_batch, BinaryType())
+# The UDF bodies live in arrow_bytes, not here, so the Python workers do not import pyspark.ml.
+_gray_udf = F.arrow_udf(gray_batch, BinaryType())
 
 
 class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
@@ -67,12 +60,6 @@ class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, D
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         return dataset.withColumn(self.getOutputCol(), _gray_udf(F.col(self.getInputCol())))
-
-
-def _scaled_batch(data: pa.Array, max_value: float) -> pa.Array:
-    offsets, values = binary_parts(data)
-    scaled = scale_pixels(values, max_value)
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(scaled))
 
 
 class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
@@ -119,8 +106,12 @@ class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         max_value = float(self.getMaxValue())
         if max_value <= 0:
             raise ValueError(f"PixelVectorizer.maxValue must be positive, not {max_value}")
-        pixels = F.arrow_udf(lambda data: _scaled_batch(data, max_value), ArrayType(DoubleType(), False))
-        return dataset.withColumn(self.getOutputCol(), array_to_vector(pixels(F.col(self.getInputCol()))))
+        return dataset.withColumn(self.getOutputCol(), array_to_vector(_pixel_udf(max_value)(F.col(self.getInputCol()))))
+
+
+def _pixel_udf(max_value: float):
+    """PixelVectorizer's Arrow UDF (its body, like Grayscale's, comes from the light arrow_bytes module)."""
+    return F.arrow_udf(lambda data: scaled_batch(data, max_value), ArrayType(DoubleType(), False))
 
 
 DEFAULT_CENTROIDS = 1600
@@ -233,16 +224,6 @@ class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
         return n // 2 if self.getOrDefault(self.flipInvariant) else n
 
 
-def _images(data: pa.Array, shape: tuple[int, int, int]) -> np.ndarray:
-    offsets, values = binary_parts(data)
-    size = shape[0] * shape[1] * shape[2]
-    if (np.diff(offsets) != size).any():
-        bad = int(np.flatnonzero(np.diff(offsets) != size)[0])
-        raise ValueError(f"PatchFeatures expects {shape[0]}×{shape[1]}×{shape[2]} images ({size} bytes); "
-                         f"a row has {int(np.diff(offsets)[bad])} bytes. Set imageHeight/imageWidth/imageChannels.")
-    return values.reshape(-1, *shape)
-
-
 class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParamsWritable):
     """Learn a dictionary of image patches; its model encodes images as pooled patch activations.
 
@@ -257,7 +238,7 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParam
     Examples
     --------
     >>> from sparkvision.datasets.synthetic import synthetic_images
-    >>> labels, planes = synthetic_images(8, seed=1)
+    >>> labels, planes = syntheticimage_array(8, seed=1)
     >>> pixels = planes.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # the table's height × width × RGB
     >>> df = spark.createDataFrame([(im.tobytes(),) for im in pixels], ["data"])
     >>> model = PatchFeatures(k=8, numPatches=500, maxIter=2).fit(df)
@@ -307,7 +288,7 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParam
 
             rng = np.random.default_rng([seed, TaskContext.get().partitionId()])
             for batch in batches:
-                images = _images(batch.column(0), shape)
+                images = image_array(batch.column(0), shape)
                 chosen = images[rng.random(len(images)) < fraction]
                 if not len(chosen):
                     continue
@@ -448,12 +429,11 @@ class PatchFeaturesModel(Model, _PatchParams, ArraysReadWrite):
         def encode(data: pa.Array) -> pa.Array:
             from threadpoolctl import threadpool_limits
 
-            images = _images(data, shape)
+            images = image_array(data, shape)
             with threadpool_limits(1):  # one task per core already: BLAS threads would oversubscribe
                 features = patch_features(enc, images, pairs, power)
             width = features.shape[1]
-            offsets = np.arange(0, (len(features) + 1) * width, width, dtype=np.int32)
-            return pa.ListArray.from_arrays(pa.array(offsets), pa.array(features.ravel()))
+            return list_array(np.arange(0, (len(features) + 1) * width, width), features.ravel())
 
         udf = F.arrow_udf(encode, ArrayType(FloatType(), False))
         return dataset.withColumn(self.getOutputCol(), array_to_vector(udf(F.col(self.getInputCol()))))

@@ -26,16 +26,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
+from sparkvision.arrow_bytes import float_array, float_rows, list_array
 from sparkvision.kernels import ridge_scores
 from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
-
-
-def _rows(arr: pa.Array) -> np.ndarray:
-    """A list<float> Arrow column of equal-length rows as an (n, d) float32 matrix, no Python loop."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return values.reshape(len(arr), -1) if len(arr) else values.reshape(0, 0)
 
 
 class _RidgeParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredictionCol,
@@ -145,7 +138,7 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
             parts: dict[int, _Sums] = {}
             with threadpool_limits(1):
                 for batch in batches:
-                    x, y = _rows(batch.column(0)), batch.column(1).to_numpy(zero_copy_only=False)
+                    x, y = float_rows(batch.column(0)), batch.column(1).to_numpy(zero_copy_only=False)
                     if (y < 0).any() or (y >= classes).any():
                         raise ValueError(f"labels must be in [0, {classes}); found {int(y.min())}..{int(y.max())}")
                     in_validation = rng.random(len(y)) < holdout
@@ -333,13 +326,12 @@ class RidgeClassifierModel(Model, _RidgeParams, ArraysReadWrite):
             from threadpoolctl import threadpool_limits
 
             with threadpool_limits(1):
-                raw, prob = ridge_scores(_rows(x), coef, bias, scale)
+                raw, prob = ridge_scores(float_rows(x), coef, bias, scale)
             c = raw.shape[1]
-            offsets = pa.array(np.arange(0, (len(raw) + 1) * c, c, dtype=np.int32))
+            offsets = np.arange(0, (len(raw) + 1) * c, c)
             return pa.StructArray.from_arrays(
-                [pa.ListArray.from_arrays(offsets, pa.array(raw.ravel())),
-                 pa.ListArray.from_arrays(offsets, pa.array(prob.ravel())),
-                 pa.array(raw.argmax(axis=1).astype(np.float64))], ["raw", "prob", "pred"])
+                [list_array(offsets, raw.ravel()), list_array(offsets, prob.ravel()),
+                 float_array(raw.argmax(axis=1).astype(np.float64))], ["raw", "prob", "pred"])
 
         udf = F.arrow_udf(score, out_type)
         tmp = "__ridge_scores"
