@@ -184,3 +184,13 @@ def test_the_labels_file_name_is_the_one_runs_write():
     from sparkvision import job, predict as predict_module
 
     assert predict_module.LABELS_FILE == job.LABELS_FILE  # one name: the one predict defines
+
+
+def test_the_announced_count_is_of_the_files_spark_reads(pictures):
+    """`labelling N image(s)` counts what is read: 20 labelled and 2 unreadable here, not the
+    hidden, underscore and odd-case names that Spark's listing leaves out."""
+    from sparkvision.predict import expand_inputs
+
+    assert expand_inputs([str(pictures)])[1] == 22
+    paths, count = expand_inputs([str(pictures / "fish" / "*")])  # a glob: given files, same rules
+    assert count == 6 and all("Mixed" not in p and "_underscore" not in p for p in paths)

@@ -55,24 +55,21 @@ def find_model(model_dir: str | os.PathLike) -> tuple[Path, list[str], int]:
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[str], int]:
-    """(paths to hand to Spark, number of image files): folders stay folders, globs are expanded."""
-    from sparkvision.datasets.folder import EXTENSIONS, _image_files
+    """(paths to hand to Spark, number of image files): folders stay folders, globs are expanded.
 
-    paths, count = [], 0
+    The count is of the files Spark's reader will read (:func:`list_image_files`: hidden names
+    and odd-case extensions such as ``.Jpg`` left out), so the progress line matches what is labelled.
+    """
+    paths: list[str] = []
     for item in inputs:
         matches = sorted(glob.glob(item, recursive=True)) if any(c in item for c in "*?[") else [item]
         if not matches or not all(os.path.exists(m) for m in matches):
             raise DataNotFoundError(f"{item}: no such file, folder or matching path.")
-        for m in matches:
-            if os.path.isdir(m):
-                n = sum(1 for _ in _image_files(Path(m)))
-                if n:
-                    paths.append(os.path.abspath(m))
-                    count += n
-            elif m.lower().endswith(EXTENSIONS):
-                paths.append(os.path.abspath(m))
-                count += 1
+        paths.extend(os.path.abspath(m) for m in matches if list_image_files([m]))
+    count = len(list_image_files(paths))
     if not count:
+        from sparkvision.datasets.folder import EXTENSIONS
+
         raise DataNotFoundError(f"no image files in {' '.join(inputs)} (looked for {', '.join(EXTENSIONS)}).")
     return paths, count
 
