@@ -81,6 +81,23 @@ def test_locate_checks_the_tree(tmp_path, tree):
         locate_folder(tmp_path / "one")
 
 
+def test_locate_counts_only_what_the_reader_reads(spark, tmp_path):
+    """Names Spark's listing skips (.x, _x) and mixed-case extensions are not images to count, and a
+    folder holding only those is not a class: the classes and counts match the table."""
+    root = tmp_path / "pics"
+    for cls in ("cats", "dogs", "_drafts", ".trash", "odd"):
+        (root / cls).mkdir(parents=True)
+    for name in ("cats/a.png", "cats/B.PNG", "dogs/c.png", "dogs/sub/d.png", "_drafts/e.png", ".trash/f.png",
+                 "cats/.g.png", "cats/_h.png", "odd/i.Png", "dogs/_old/j.png"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(root / name, "PNG")
+    src = locate_folder(root)
+    assert src.class_names == ("cats", "dogs")
+    assert src.num_files == 4  # a.png, B.PNG, c.png, sub/d.png
+    table = ingest_folder(spark, src, tmp_path / "work", progress=False)
+    assert table.info.num_images == table.df.count() == 4 and table.info.skipped == 0
+
+
 def test_ingest_decodes_in_tasks_skips_and_lists_broken_files(spark, tree, tmp_path):
     table = ingest_folder(spark, locate_folder(tree), tmp_path, progress=False)
     assert table.info.num_images == 72 and table.info.skipped == 2

@@ -213,12 +213,6 @@ MAX_SKIPPED_LISTED = 1000  # unreadable files listed in the result (both engines
 _CHUNK = 256               # images decoded and labelled at a time: output streams, memory stays small
 
 
-def _hidden(name: str) -> bool:
-    """Whether Spark's file listing skips this name (InMemoryFileIndex.shouldFilterOutPathName)."""
-    exclude = (name.startswith("_") and "=" not in name) or name.startswith(".") or name.endswith("._COPYING_")
-    return exclude and not name.startswith(("_common_metadata", "_metadata"))
-
-
 def list_image_files(paths: list[str]) -> list[str]:
     """The files Spark's ``binaryFile`` source reads for ``paths`` (as ``read_images`` sets it up).
 
@@ -227,9 +221,8 @@ def list_image_files(paths: list[str]) -> list[str]:
     lower or upper case (the ``pathGlobFilter``); a file reached twice is read once. Order: as
     given, each folder's files sorted by path (Spark's rows come in its file-packing order).
     """
-    from sparkvision.datasets.folder import EXTENSIONS
+    from sparkvision.datasets.folder import IMAGE_SUFFIXES as suffixes, hidden_name
 
-    suffixes = tuple(e for ext in EXTENSIONS for e in (ext, ext.upper()))
     found: dict[str, None] = {}
     seen_dirs: set[str] = set()
 
@@ -239,7 +232,7 @@ def list_image_files(paths: list[str]) -> list[str]:
             return
         seen_dirs.add(real)
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if _hidden(entry.name):
+            if hidden_name(entry.name):
                 continue
             if entry.is_dir():
                 walk(entry.path)
@@ -249,7 +242,7 @@ def list_image_files(paths: list[str]) -> list[str]:
     for path in paths:
         if os.path.isdir(path):
             walk(path)
-        elif not _hidden(os.path.basename(path)) and path.endswith(suffixes):
+        elif not hidden_name(os.path.basename(path)) and path.endswith(suffixes):
             found.setdefault(path)
     return list(found)
 

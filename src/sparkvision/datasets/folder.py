@@ -59,9 +59,22 @@ class FolderSource:
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
+# The reader's pathGlobFilter takes each extension in lower or upper case, not mixed (.Jpg).
+IMAGE_SUFFIXES = tuple(e for ext in EXTENSIONS for e in (ext, ext.upper()))
+
+
+def hidden_name(name: str) -> bool:
+    """Whether Spark's file listing skips this name (InMemoryFileIndex.shouldFilterOutPathName)."""
+    exclude = (name.startswith("_") and "=" not in name) or name.startswith(".") or name.endswith("._COPYING_")
+    return exclude and not name.startswith(("_common_metadata", "_metadata"))
+
+
 def _image_files(folder: Path) -> Iterator[os.DirEntry]:
+    """The image files under ``folder`` that Spark's reader will read (see :func:`read_images`)."""
     for entry in os.scandir(folder):
-        if entry.is_file() and entry.name.lower().endswith(EXTENSIONS):
+        if hidden_name(entry.name):
+            continue
+        if entry.is_file() and entry.name.endswith(IMAGE_SUFFIXES):
             yield entry
         elif entry.is_dir():
             yield from _image_files(Path(entry.path))
@@ -69,7 +82,7 @@ def _image_files(folder: Path) -> Iterator[os.DirEntry]:
 
 def _classes(folder: Path) -> dict[str, list[os.DirEntry]]:
     return {d.name: list(_image_files(Path(d.path))) for d in sorted(os.scandir(folder), key=lambda d: d.name)
-            if d.is_dir() and not d.name.startswith(".")}
+            if d.is_dir() and not hidden_name(d.name)}
 
 
 def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
