@@ -238,7 +238,7 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParam
     Examples
     --------
     >>> from sparkvision.datasets.synthetic import synthetic_images
-    >>> labels, planes = syntheticimage_array(8, seed=1)
+    >>> labels, planes = synthetic_images(8, seed=1)
     >>> pixels = planes.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # the table's height × width × RGB
     >>> df = spark.createDataFrame([(im.tobytes(),) for im in pixels], ["data"])
     >>> model = PatchFeatures(k=8, numPatches=500, maxIter=2).fit(df)
