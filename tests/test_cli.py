@@ -101,10 +101,16 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     (["--model", "magic"], 2, "invalid choice"),
     (["--model", "logistic_regression", "--num-trees", "5"], 2, "--num-trees does not apply"),
     (["--param", "numTrees=0"], 2, "numTrees"),
+    # wrong types and sizes fail before the JVM starts
+    (["--param", "numTrees=abc"], 2, "numTrees='abc': Could not convert abc to int"),
+    (["--model", "mlp", "--param", "hidden=128"], 2, "give the hidden layer sizes as a list"),
+    (["--image-size", "0"], 2, "--image-size must be between 1 and 1024"),
+    (["--out", "{tmp}/a-file/run"], 2, "/a-file is a file, not a folder); choose another place"),
 ])
 def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):
     argv = ["run", "--data", str(cifar_py), "--work-dir", str(tmp_path), "--out", str(tmp_path / "o")]
-    result = run_cli(*argv, *args)
+    (tmp_path / "a-file").write_text("")
+    result = run_cli(*argv, *[a.format(tmp=tmp_path) for a in args])
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 

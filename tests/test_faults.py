@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, run_cli
-from sparkvision.atomic import remove_stale, temp_path
+from sparkvision.atomic import remove_stale, remove_stale_in, temp_path
 from sparkvision.cli import main
 from sparkvision.faults import ENV
 
@@ -79,9 +79,10 @@ def _visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
 
-def _kill_when(argv: list[str], ready, timeout: float = 240) -> None:
-    """Start ``sparkvision`` with ``argv``, SIGKILL its Python process (``kill -9 PID``) as soon as
-    ``ready(stderr lines so far)`` is true, and check that its JVM and Python workers go too."""
+def _kill_when(argv: list[str], ready, timeout: float = 240, sig: int = signal.SIGKILL) -> int:
+    """Start ``sparkvision`` with ``argv``, send ``sig`` to its Python process (``kill -9 PID`` by
+    default) as soon as ``ready(stderr lines so far)`` is true, check that its JVM and Python
+    workers go too, and return its exit status."""
     proc = subprocess.Popen([sys.executable, "-m", "sparkvision", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
     lines: list[str] = []
@@ -97,8 +98,8 @@ def _kill_when(argv: list[str], ready, timeout: float = 240) -> None:
         while not ready(lines):
             assert proc.poll() is None and time.time() < deadline, "".join(lines)  # it must not finish first
             time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        os.kill(proc.pid, sig)
+        status = proc.wait()
         gone = time.time() + 60
         while time.time() < gone:  # the JVM exits when its Python's pipe closes; its workers follow
             try:
@@ -114,6 +115,7 @@ def _kill_when(argv: list[str], ready, timeout: float = 240) -> None:
         except ProcessLookupError:
             pass
         reader.join(timeout=10)
+    return status
 
 
 def test_a_run_killed_mid_way_leaves_nothing_half_written(spark, reference, cifar_py, tmp_path):
@@ -126,9 +128,11 @@ def test_a_run_killed_mid_way_leaves_nothing_half_written(spark, reference, cifa
     assert _visible(tables) == [] and not out.exists()
     assert _hidden(runs) != []  # the run folder's temporary, never renamed
 
-    # Killed while training: the table was complete (renamed into place), the run folder was not.
-    _kill_when(argv, lambda lines: any(line.startswith("[3/5]") for line in lines))
-    assert not out.exists()
+    # Stopped with SIGTERM (`kill PID`, a scheduler's time limit) while training: the table was
+    # complete (renamed into place), the run folder was not; the run cleans up its own temporary
+    # as it exits (and, as it started, removed the one the first killed run left).
+    assert _kill_when(argv, lambda lines: any(line.startswith("[3/5]") for line in lines), sig=signal.SIGTERM) == 143
+    assert not out.exists() and _hidden(runs) == []
     [table] = _visible(tables)
     assert (tables / table / "_sparkvision.json").is_file()
 
@@ -152,3 +156,8 @@ def test_only_temporaries_of_finished_processes_on_this_host_are_removed(tmp_pat
         folder.mkdir()
     assert remove_stale(final) == [dead]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, elsewhere, other))
+    # Folder-wide (runs/<timestamp> never repeats a name): any name's, still only finished processes here.
+    alive = tmp_path / f".run-2.tmp-{host}-{os.getppid()}"
+    alive.mkdir()
+    assert remove_stale_in(tmp_path) == [other]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, elsewhere, alive))

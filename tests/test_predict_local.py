@@ -194,3 +194,31 @@ def test_the_announced_count_is_of_the_files_spark_reads(pictures):
     assert expand_inputs([str(pictures)])[1] == 22
     paths, count = expand_inputs([str(pictures / "fish" / "*")])  # a glob: given files, same rules
     assert count == 6 and all("Mixed" not in p and "_underscore" not in p for p in paths)
+
+
+def test_a_bad_out_or_labels_file_fails_before_any_labelling(models, pictures, tmp_path, capsys):
+    model = models["forest"]
+    argv = ["predict", model, str(pictures), "--engine", "local", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert "is a folder; give the name of the file" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "no" / "such" / "labels.csv")]) == 2
+    assert "does not exist; create it first" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no temporary file left anywhere
+    # A damaged class list beside the model: the file is named, no traceback.
+    import shutil
+
+    copy = shutil.copytree(model, tmp_path / "copy")
+    labels = next(copy.rglob("sparkvision-labels.json"))
+    labels.write_text('{"class_names": ')
+    assert main(["predict", str(copy), str(pictures), "--quiet"]) == 4
+    err = capsys.readouterr().err
+    assert str(labels) in err and "not a readable class list" in err and "Traceback" not in err
+
+
+def test_a_closed_pipe_ends_predict_quietly(models, pictures):
+    """`sparkvision predict … | head -1`: the reader leaving is not an error to report."""
+    proc = subprocess.Popen([sys.executable, "-m", "sparkvision", "predict", models["forest"], str(pictures),
+                             "--engine", "local", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the first row is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "error" not in err

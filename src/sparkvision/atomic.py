@@ -36,11 +36,24 @@ def _alive(pid: int) -> bool:
 def remove_stale(final: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of ``final`` left by processes of this host that no longer run; return them."""
     final = Path(final)
-    prefix = f".{final.name}.tmp-{socket.gethostname()}-"
+    return _remove_dead(final.parent, glob.escape(f".{final.name}.tmp-{socket.gethostname()}-") + "*")
+
+
+def remove_stale_in(folder: str | os.PathLike) -> list[Path]:
+    """Remove every temporary in ``folder`` left by a process of this host that no longer runs.
+
+    For outputs whose names never repeat (``runs/<timestamp>``, a table under an old
+    fingerprint): :func:`remove_stale` alone would never see their leftovers again.
+    """
+    return _remove_dead(Path(folder), ".*.tmp-" + glob.escape(socket.gethostname()) + "-*")
+
+
+def _remove_dead(folder: Path, pattern: str) -> list[Path]:
+    marker = f".tmp-{socket.gethostname()}-"
     removed = []
-    for path in final.parent.glob(glob.escape(prefix) + "*"):
-        pid = path.name[len(prefix):]
+    for path in folder.glob(pattern):
+        pid = path.name.rpartition(marker)[2]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             removed.append(path)
     return removed

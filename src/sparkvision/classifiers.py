@@ -15,6 +15,7 @@ from typing import Any, Callable
 from pyspark.ml.classification import (DecisionTreeClassifier, GBTClassifier, LinearSVC, LogisticRegression,
                                        MultilayerPerceptronClassifier, NaiveBayes, OneVsRest,
                                        RandomForestClassifier)
+from pyspark.ml.param import Param
 
 from sparkvision.linear import RidgeClassifier
 
@@ -58,13 +59,30 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
 
 
 def check_params(name: str, params: dict[str, Any]) -> None:
-    """Raise ValueError naming the first unknown model or parameter (before any work starts)."""
+    """Raise ValueError naming the first unknown model or parameter, or a value of the wrong type
+    (``numTrees=abc``, ``hidden=128``), before any work starts: no JVM is needed.
+
+    Types are checked with each Param's own converter; ranges (``numTrees=0``) are MLlib's to
+    check, on the JVM (:func:`sparkvision.fitting.check_on_jvm`).
+    """
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(CLASSIFIERS)}")
     spec = CLASSIFIERS[name]
     unknown = sorted(set(params) - set(spec.tunable))
     if unknown:
         raise ValueError(f"model {name} has no parameter {unknown[0]!r}: it tunes {', '.join(spec.tunable)}")
+    for key, value in params.items():
+        if name == "mlp" and key == "hidden":
+            if not (isinstance(value, list) and value and all(type(h) is int and h > 0 for h in value)):
+                raise ValueError(f"hidden={value!r}: give the hidden layer sizes as a list of positive "
+                                 "integers, e.g. [128] or [256, 64]")
+            continue
+        param = getattr(spec.estimator, key, None)
+        if isinstance(param, Param) and param.typeConverter is not None:
+            try:
+                param.typeConverter(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{key}={value!r}: {exc}") from None
 
 
 def build_classifier(name: str, *, featuresCol: str = "features", labelCol: str = "label",

@@ -2,14 +2,19 @@
 
 ``main(argv)`` returns an exit status; a :class:`SparkVisionError` is printed as one paragraph
 (``--traceback`` shows the whole trace). Exit codes: 0 done, 1 unexpected failure, 2 bad
-option, 3 data not found, 4 bad data, 5 download failed, 6 no usable Java, 130 interrupted.
+option, 3 data not found, 4 bad data, 5 download failed, 6 no usable Java, 7 the JVM died,
+128 + the signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; 141 when the reader of
+stdout went away).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Any, Sequence
 
@@ -195,10 +200,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``sparkvision predict``: labels for every input image, then where they went."""
     import time
 
-    from sparkvision.predict import choose_engine, find_model, predict, predict_local
+    from sparkvision.predict import choose_engine, predict, predict_local, prepare_job
 
     started = time.perf_counter()
-    find_model(args.model_dir)  # a wrong folder fails before the JVM starts
+    # A wrong model folder, input, --top-k, --format or --out fails here, before any JVM starts.
+    prepare_job(args.model_dir, args.inputs, args.top_k, args.out, args.format)
     master_given = args.master is not None or any(k == "spark.master" for k, _ in args.conf)
     engine, why = choose_engine(args.engine, args.model_dir, args.inputs, master_given=master_given)
     options = dict(top_k=args.top_k, out=args.out, fmt=args.format, progress=not args.quiet)
@@ -242,20 +248,48 @@ def _jvm_died(err: BaseException) -> bool:
     return False
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so every cleanup on the way out runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on(signum: int, frame) -> None:
+    raise _Stopped(signum)
+
+
+def _handle_stop_signals() -> None:
+    """``kill PID``, a closed terminal or a scheduler's time limit stop the run as Ctrl-C does:
+    temporaries removed, nothing half-written kept. (By default Python would just die.)"""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _stop_on)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, and turn errors into a message and an exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the command line (tests calling main() in-process keep their own handlers)
+        _handle_stop_signals()
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader of our stdout went away (`sparkvision predict … | head`): not an error of
+        # ours. Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except SparkVisionError as err:
         if args.traceback:
             traceback.print_exc()
         print(f"\nerror: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing half-written was kept.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        what = signal.Signals(err.signum).name if isinstance(err, _Stopped) else "interrupted"
+        print(f"\n{what}: stopped; nothing half-written was kept.", file=sys.stderr)
+        return 128 + (err.signum if isinstance(err, _Stopped) else signal.SIGINT)
     except Exception as err:  # unexpected: keep it short unless asked
         if args.traceback:
             traceback.print_exc()

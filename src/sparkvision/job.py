@@ -22,12 +22,13 @@ from typing import Any, Iterator
 from pyspark.sql import functions as F
 
 from sparkvision import __version__
-from sparkvision.atomic import remove_stale, temp_path
+from sparkvision.atomic import remove_stale_in, temp_path
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
 from sparkvision.predict import LABELS_FILE  # beside a saved PipelineModel (defined where pyspark is not imported)
 from sparkvision.spark_session import SparkSettings
 
 FEATURE_SETS = ("gray", "rgb", "patches")  # and patches:K in experiment files
+MAX_IMAGE_SIZE = 1024  # --image-size: a 1024² RGB image is 3 MB a row already
 
 
 @dataclass
@@ -88,6 +89,8 @@ class RunConfig:
             raise ConfigError(f"--max-depth must be between 1 and 30 (MLlib's limit), not {self.max_depth}.")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"the test fraction must be between 0 and 1, not {self.test_fraction}.")
+        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, not {self.image_size}.")
 
 
 def default_work_dir() -> str:
@@ -140,8 +143,15 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
     final = Path(out) if out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if final.exists():
         raise ConfigError(f"--out {final} already exists; choose another folder or remove it.")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(final)  # what a killed run writing this folder left
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, no permission
+        blocker = next((p for p in (final.parent, *final.parent.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else exc.strerror
+        raise ConfigError(f"--out {final}: cannot create the folder {final.parent} ({why}); "
+                          "choose another place.") from None
+    # What killed runs left beside it: this name's, and older runs' (runs/<timestamp> never repeats).
+    remove_stale_in(final.parent)
     tmp = temp_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from sparkvision.errors import ConfigError, DataNotFoundError
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
 
 LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel: class names, image size (job.py writes it)
 ENGINES = ("auto", "local", "spark")
@@ -45,11 +45,18 @@ def find_model(model_dir: str | os.PathLike) -> tuple[Path, list[str], int]:
     """(PipelineModel folder, class names, image size) from a run folder or a model folder."""
     path = Path(model_dir)
     for candidate in (path, path / "model"):
-        if (candidate / LABELS_FILE).is_file():
-            meta = json.loads((candidate / LABELS_FILE).read_text())
-            return candidate, list(meta["class_names"]), int(meta.get("image_size", 32))
+        labels = candidate / LABELS_FILE
+        if labels.is_file():
+            try:
+                meta = json.loads(labels.read_text())
+                names, size = [str(n) for n in meta["class_names"]], int(meta.get("image_size", 32))
+            except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not what run_job writes
+                raise BadDataError(f"{labels}: not a readable class list ({type(exc).__name__}: {exc}). It is "
+                                   "written by `sparkvision run`; train again, or copy the model folder again.") from None
+            return candidate, names, size
     if not path.exists():
-        raise DataNotFoundError(f"{path}: no such model folder.")
+        raise DataNotFoundError(f"{path}: no such model folder. Pass the --out folder of a `sparkvision run` "
+                                "(or its model/ folder).")
     raise DataNotFoundError(f"{path}: not a sparkvision model (no {LABELS_FILE} in it or in {path / 'model'}). "
                             "Pass the --out folder of `sparkvision run`, or its model/ folder.")
 
@@ -110,14 +117,14 @@ def _write(rows: Iterator, out: Path | None, fmt: str, k: int) -> int:
                 handle.write(json.dumps({"path": row.path, "top": [{"label": l, "probability": p}
                                                                    for l, p in pairs]}) + "\n")
             n += 1
+        if tmp:
+            handle.close()
+            os.replace(tmp, out)
     except BaseException:
         if tmp:  # a half-written file is never left where the output is expected
             handle.close()
             tmp.unlink(missing_ok=True)
         raise
-    if tmp:
-        handle.close()
-        os.replace(tmp, out)
     return n
 
 
@@ -133,8 +140,14 @@ class _Job(NamedTuple):
     fmt: str
 
 
-def _prepare(model_dir: str, inputs: list[str], top_k: int, out: str | None, fmt: str | None) -> _Job:
+def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, fmt: str | None) -> _Job:
+    """Check everything about a predict request that can be checked without Spark (the model
+    folder, the inputs, ``--top-k``, ``--format``, ``--out``) and return what the engines need."""
     out_path = Path(out) if out else None
+    if out_path and out_path.is_dir():
+        raise ConfigError(f"--out {out_path} is a folder; give the name of the file to write, e.g. {out_path / 'labels.csv'}.")
+    if out_path and not out_path.parent.is_dir():
+        raise ConfigError(f"--out {out_path}: the folder {out_path.parent} does not exist; create it first.")
     fmt = fmt or ("jsonl" if out_path and out_path.suffix in (".jsonl", ".json") else "csv")
     if fmt not in ("csv", "jsonl"):
         raise ConfigError(f"--format {fmt!r}: choose csv or jsonl.")
@@ -186,7 +199,7 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: st
     from sparkvision.datasets.folder import FolderSource, read_images
     from sparkvision.datasets.table import small_file_tasks
 
-    job = _prepare(model_dir, inputs, top_k, out, fmt)
+    job = prepare_job(model_dir, inputs, top_k, out, fmt)
     if progress:
         print(f"  labelling {job.count:,} image(s) with {job.model_path} (Spark)", file=sys.stderr)
     model = PipelineModel.load(str(job.model_path))
@@ -300,7 +313,7 @@ def predict_local(model_dir: str, inputs: list[str], *, top_k: int = 3, out: str
 
     from sparkvision.local_model import load_pipeline
 
-    job = _prepare(model_dir, inputs, top_k, out, fmt)
+    job = prepare_job(model_dir, inputs, top_k, out, fmt)
     if progress:
         print(f"  labelling {job.count:,} image(s) with {job.model_path} (local engine, no Spark)", file=sys.stderr)
     model = load_pipeline(job.model_path)

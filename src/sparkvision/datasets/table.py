@@ -25,7 +25,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BinaryType, IntegerType, StringType, StructField, StructType
 
-from sparkvision.atomic import remove_stale, temp_path
+from sparkvision.atomic import remove_stale_in, temp_path
 from sparkvision.errors import SparkVisionError, decode_task_error
 
 TABLE_VERSION = 1  # bump when the schema or its meaning changes: old tables are then not reused
@@ -116,7 +116,7 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path)  # what a killed run writing this table left
+    remove_stale_in(path.parent)  # what killed runs left: this table's, and tables of older inputs
     tmp = temp_path(path)
     try:
         # Files of ~12 MB (and row groups of 8 MB) let a reader spread the table evenly over any
