@@ -37,6 +37,7 @@ NEAR_BEST_POINTS = 1.0
 PLOT_TITLES = {
     "accuracy_vs_trees.png": "Accuracy against number of trees (random forest)",
     "accuracy_vs_depth.png": "Accuracy against tree depth",
+    "accuracy_vs_centroids.png": "Accuracy against dictionary size K (learned patch features)",
     "accuracy_vs_fit_time.png": "Accuracy against fit time, every scenario",
     "confusion_matrix.png": "Confusion matrix of the best scenario",
     "per_class_accuracy.png": "Per-class accuracy",
