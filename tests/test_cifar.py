@@ -136,6 +136,19 @@ def test_truncated_binary_file_is_caught_before_spark(tmp_path):
         locate(tmp_path, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("meta, message", [
+    ({b"num_cases_per_batch": b"lots"}, "num_cases_per_batch is b'lots', not a number of images"),
+    ({b"label_names": [b"cat", b"dog", b"frog"]}, "3 label names, but cifar10 has 10"),
+    ({b"label_names": 7}, "'label_names' is not a list of names"),
+])
+def test_bad_meta_file_is_named_with_what_to_do(tmp_path, meta, message):
+    folder = write_python_release(tmp_path, 5)
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=3))
+    with pytest.raises(BadDataError, match=message + ".*download the release again") as info:
+        locate(tmp_path, tmp_path / "cache")
+    assert str(info.value).startswith(str(folder / "batches.meta"))
+
+
 def test_nothing_there_says_how_to_pass_data(tmp_path):
     with pytest.raises(DataNotFoundError, match="no cifar10 batches found.*--data"):
         locate(tmp_path, tmp_path / "cache")
@@ -161,6 +174,38 @@ def test_archive_is_extracted_once_and_reused(tmp_path):
     assert not [p for p in (tmp_path / "cache" / "extracted").iterdir() if p.name.startswith(".")]
 
 
+def test_incomplete_extraction_in_the_cache_is_not_reused(tmp_path):
+    archive = _archive(tmp_path)
+    first = locate(archive, tmp_path / "cache")
+    os.remove(first.files[2].path)  # as older versions kept an extraction that lacked a batch
+    again = locate(archive, tmp_path / "cache")
+    assert again.root == first.root and os.path.isfile(first.files[2].path)
+
+
+def test_binary_release_archive_is_named_and_nothing_is_kept(tmp_path):
+    write_binary_release(tmp_path / "src", 5)
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / CIFAR10.bin_folder, arcname=CIFAR10.bin_folder)
+    for _ in range(2):  # the same clear error every time: no empty extraction was kept to trip over
+        with pytest.raises(BadDataError, match=r"binary layout.*Extract it.*cifar-10-batches-bin.*--data") as info:
+            locate(archive, tmp_path / "cache")
+        assert str(info.value).startswith(str(archive))
+        assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+
+
+def test_archive_missing_a_batch_is_named_and_nothing_is_kept(tmp_path):
+    write_python_release(tmp_path / "src", 5)
+    os.remove(tmp_path / "src" / CIFAR10.base_folder / "data_batch_1")
+    archive = tmp_path / CIFAR10.filename
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / CIFAR10.base_folder, arcname=CIFAR10.base_folder)
+    with pytest.raises(BadDataError, match=r"no cifar-10-batches-py/data_batch_1 inside.*download") as info:
+        locate(tmp_path, tmp_path / "cache")  # the folder holding the archive
+    assert str(info.value).startswith(str(archive))
+    assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+
+
 def test_truncated_archive_leaves_nothing_behind(tmp_path):
     archive = _archive(tmp_path)
     archive.write_bytes(archive.read_bytes()[:5000])
@@ -175,7 +220,7 @@ def test_archive_members_cannot_escape_the_cache(tmp_path):
         info = tarfile.TarInfo("../../escaped")
         info.size = 3
         tar.addfile(info, io.BytesIO(b"bad"))
-    with pytest.raises(DataNotFoundError):
+    with pytest.raises(BadDataError, match="evil.tar.gz: no cifar-10-batches-py/data_batch_1 inside"):
         locate(path, tmp_path / "cache")
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,20 @@ params = { hidden = [64, 32] }
     ("[[scenario]]\nmodel = ", "not valid TOML"),
     ("[[scenario]]\nmodel='naive_bayes'\nrepeats=0", "repeats must be a positive integer"),
     ("[[scenario]]\nmodel='logistic_regression'\ntune={ method='grid', params={ regParam=[0.1] } }", "tune.method"),
+    # values of the wrong type: each named by its key, none escaping as a raw Python error
+    ("scenario = [1, 2]", "scenario 1: must be a \\[\\[scenario\\]\\] table"),
+    ("[[scenario]]\nmodel=['random_forest']", "model must be a name"),
+    ("[[scenario]]\nmodel='logistic_regression'\ntune = 5", "tune must be a table"),
+    ("[[scenario]]\nmodel='naive_bayes'\nfeatures = [1]", "features must be a feature set.*not 1"),
+    ("[[scenario]]\nmodel='random_forest'\nparams={ numTrees = 'abc' }", "params.numTrees = 'abc'.*int"),
+    ("[[scenario]]\nmodel='random_forest'\ntune={ params={ numTrees=['abc'] } }", "tune.params.numTrees = 'abc'"),
+    ("[[scenario]]\nmodel='random_forest'\ntune={ folds=1, params={ numTrees=[2, 4] } }", "tune.folds must be.*not 1"),
+    ("[[scenario]]\nmodel='random_forest'\ntune={ train_ratio=1.5, params={ numTrees=[2] } }", "tune.train_ratio"),
+    ("[[scenario]]\nmodel='mlp'\ntune={ params={ hidden=[[64]] } }", "tune.params cannot search hidden"),
+    # an empty list would silently make no scenarios at all
+    ("[[scenario]]\nmodel='random_forest'\nparams={ numTrees = [] }", "params.numTrees is an empty list"),
+    ("[[scenario]]\nmodel='random_forest'\ntune={ params={ numTrees=[] } }", "tune.params.numTrees is an empty list"),
+    ("[[scenario]]\nmodel='naive_bayes'\nfeatures = []", "features is an empty list"),
 ])
 def test_bad_experiment_files_fail_before_any_work(text, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -86,12 +101,40 @@ def test_bad_experiment_files_fail_before_any_work(text, message):
     assert str(info.value).startswith("my.toml")
 
 
-def test_bad_parameter_values_fail_before_any_data_is_read(spark, cifar_py, tmp_path):
-    exp = parse_experiment("[[scenario]]\nname='t'\nmodel='random_forest'\nparams={ numTrees = [5, 0] }", "v.toml")
-    with pytest.raises(ConfigError, match=r"v.toml, scenario t .*numTrees=0.*numTrees"):
+def test_experiment_file_that_is_not_utf8_is_named(tmp_path):
+    file = tmp_path / "latin1.toml"
+    file.write_bytes("name = 'caf\u00e9'\n[[scenario]]\nmodel = 'naive_bayes'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8.*save it as UTF-8") as info:
+        load_experiment(file)
+    assert str(info.value).startswith(str(file))
+
+
+@pytest.mark.parametrize("block, message", [
+    ("params={ numTrees = [5, 0] }", r"v.toml, scenario t .*numTrees=0.*numTrees"),
+    # a value the search would try is checked too, not only after the features are computed
+    ("tune={ params={ numTrees = [5, 0] } }", r"v.toml, scenario t .*tune.params.numTrees = 0: .*numTrees"),
+])
+def test_bad_parameter_values_fail_before_any_data_is_read(spark, cifar_py, tmp_path, block, message):
+    exp = parse_experiment(f"[[scenario]]\nname='t'\nmodel='random_forest'\n{block}", "v.toml")
+    with pytest.raises(ConfigError, match=message):
         run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
                        progress=False)
     assert not (tmp_path / "w" / "tables").exists()  # nothing was ingested
+
+
+def test_bad_out_or_data_fails_before_anything_is_created(cifar_py, tmp_path):
+    from sparkvision.errors import DataNotFoundError
+
+    exp = parse_experiment("[[scenario]]\nmodel='naive_bayes'", "x.toml")
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    with pytest.raises(ConfigError, match="--out .*afile is a file"):
+        run_experiment(exp, data=str(cifar_py), out=a_file, work_dir=str(tmp_path / "w"), progress=False)
+    assert a_file.read_text() == "mine"
+    with pytest.raises(DataNotFoundError, match="nope: no such file"):
+        run_experiment(exp, data=str(tmp_path / "nope"), out=tmp_path / "o", work_dir=str(tmp_path / "w"),
+                       progress=False)
+    assert not (tmp_path / "o").exists()  # no half-made output folder to mistake for a run
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +258,37 @@ def test_repeats_use_new_seeds_and_report_mean_and_std(spark, cifar_py, tmp_path
     accs = [x["accuracy"] for x in r["repeats"]]
     assert r["accuracy"] == pytest.approx(statistics.fmean(accs))
     assert r["accuracy_std"] == pytest.approx(statistics.pstdev(accs))
+
+
+def test_only_dead_runs_temporaries_are_cleaned_and_a_failed_rename_leaves_none(spark, cifar_py, tmp_path):
+    import socket
+
+    exp = parse_experiment("[[scenario]]\nname='b'\nmodel='naive_bayes'\nparams={ modelType='bernoulli' }", "t.toml")
+    out, host = tmp_path / "o", socket.gethostname()
+    (out / "scenarios").mkdir(parents=True)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid names a process of this host that has ended
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        # Temporaries of three other runs writing to the same --out: a dead one of this host, a
+        # live one of this host, and one of another machine (whose processes cannot be judged here).
+        dead = out / "scenarios" / f".k1.tmp-{host}-{finished.pid}"
+        alive = out / "scenarios" / f".k2.tmp-{host}-{live.pid}"
+        elsewhere = out / "scenarios" / f".k3.tmp-other{host}-{finished.pid}"
+        for folder in (dead, alive, elsewhere):
+            folder.mkdir()
+        (r,) = run_experiment(exp, data=str(cifar_py), out=out, work_dir=str(tmp_path / "w"), spark=spark,
+                              progress=False)["results"]
+        assert not dead.exists() and alive.is_dir() and elsewhere.is_dir()
+        # The scenario failed (bernoulli needs 0/1 pixels), so a rerun retries it; a file where its
+        # folder goes makes the final rename fail.
+        final = out / "scenarios" / r["key"]
+        shutil.rmtree(final)
+        final.write_text("in the way")
+        with pytest.raises(ConfigError, match=f"{r['key']}: cannot move the finished scenario into place"):
+            run_experiment(exp, data=str(cifar_py), out=out, work_dir=str(tmp_path / "w"), spark=spark,
+                           progress=False)
+        assert sorted(p.name for p in (out / "scenarios").iterdir()) == sorted([alive.name, elsewhere.name, r["key"]])
+    finally:
+        live.kill()
+        live.wait()

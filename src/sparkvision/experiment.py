@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sparkvision.atomic import remove_stale, temp_path
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
 
 _TOP_KEYS = {"name", "seed", "test_fraction", "repeats", "scenario"}
@@ -87,12 +88,66 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
         raise _fail(where, f"unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(allowed))}")
 
 
-def _grid(params: dict[str, Any]) -> list[dict[str, Any]]:
+def _axes(params: dict[str, Any]) -> dict[str, list[Any]]:
     # A list is an axis of the grid, except for `hidden`, whose single value is itself a list.
-    axes = {k: (v if isinstance(v, list) and (k != "hidden" or all(isinstance(x, list) for x in v)) else [v])
+    return {k: (v if isinstance(v, list) and (k != "hidden" or all(isinstance(x, list) for x in v)) else [v])
             for k, v in params.items()}
+
+
+def _grid(params: dict[str, Any]) -> list[dict[str, Any]]:
+    axes = _axes(params)
     names = list(axes)
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # TOML's true is not a count
+
+
+def _check_types(model: str, key: str, values: list[Any], where: str) -> None:
+    """Check the values of ``key`` (``params.numTrees``) with its MLlib Param's own type converter.
+
+    The converter needs no Spark session, so ``numTrees = "abc"`` fails as the file is read, not
+    after the data is ingested; ranges (``numTrees = 0``) are the JVM's to judge, in :func:`_check_values`.
+    """
+    from pyspark.ml.param import Param
+
+    from sparkvision.classifiers import CLASSIFIERS
+
+    if not values:  # an empty axis makes the grid empty: nothing would run, silently
+        raise _fail(where, f"{key} is an empty list, which gives nothing to run; list at least one value")
+    param = getattr(CLASSIFIERS[model].estimator, key.rpartition(".")[2], None)
+    if not isinstance(param, Param):  # `hidden`: sparkvision's own, checked when the layers are built
+        return
+    for value in values:
+        try:
+            param.typeConverter(value)
+        except TypeError as exc:
+            raise _fail(where, f"{key} = {value!r}: {exc}") from None
+
+
+def _check_tune(tune: Any, where: str) -> dict[str, Any]:
+    """The scenario's ``tune`` table with its defaults filled in, every setting checked."""
+    if not isinstance(tune, dict):
+        raise _fail(where, f"tune must be a table, e.g. tune = {{ params = {{ regParam = [0.01, 0.1] }} }}, "
+                           f"not {tune!r}")
+    _check_keys(tune, _TUNE_KEYS, f"{where}, tune")
+    if tune.get("method", "train_validation_split") not in _TUNE_METHODS:
+        raise _fail(where, f"tune.method must be one of {', '.join(_TUNE_METHODS)}")
+    if not isinstance(tune.get("params"), dict) or not tune["params"]:
+        raise _fail(where, "tune.params must list the values to search, e.g. { regParam = [0.01, 0.1] }")
+    if "hidden" in tune["params"]:  # the search sets MLlib Params, and hidden is not one
+        raise _fail(where, "tune.params cannot search hidden; make it a grid axis instead, "
+                           "e.g. params = { hidden = [[64], [128]] }")
+    tune = {"method": "train_validation_split", "folds": 3, "train_ratio": 0.8, "parallelism": 2, **tune}
+    if not _is_int(tune["folds"]) or tune["folds"] < 2:
+        raise _fail(where, f"tune.folds must be an integer of at least 2, not {tune['folds']!r}")
+    ratio = tune["train_ratio"]
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
+        raise _fail(where, f"tune.train_ratio must be between 0 and 1, not {ratio!r}")
+    if not _is_int(tune["parallelism"]) or tune["parallelism"] < 1:
+        raise _fail(where, f"tune.parallelism must be a positive integer, not {tune['parallelism']!r}")
+    return tune
 
 
 def parse_experiment(text: str, source: str) -> Experiment:
@@ -118,10 +173,15 @@ def parse_experiment(text: str, source: str) -> Experiment:
         raise _fail(source, "no [[scenario]] blocks: an experiment needs at least one")
     scenarios: list[Scenario] = []
     for i, block in enumerate(blocks, start=1):
+        if not isinstance(block, dict):
+            raise _fail(f"{source}, scenario {i}", f"must be a [[scenario]] table of keys, not {block!r}")
         where = f"{source}, scenario {i} ({block.get('name', 'unnamed')})"
         _check_keys(block, _SCENARIO_KEYS, where)
         if "model" not in block:
             raise _fail(where, "says no model")
+        model = block["model"]
+        if not isinstance(model, str):
+            raise _fail(where, f"model must be a name, e.g. model = \"random_forest\", not {model!r}")
         reps = block.get("repeats", repeats)
         if not isinstance(reps, int) or reps < 1:
             raise _fail(where, f"repeats must be a positive integer, not {reps!r}")
@@ -130,23 +190,28 @@ def parse_experiment(text: str, source: str) -> Experiment:
             raise _fail(where, "params must be a table, e.g. params = { numTrees = [10, 50] }")
         tune = block.get("tune")
         if tune is not None:
-            _check_keys(tune, _TUNE_KEYS, f"{where}, tune")
-            if tune.get("method", "train_validation_split") not in _TUNE_METHODS:
-                raise _fail(where, f"tune.method must be one of {', '.join(_TUNE_METHODS)}")
-            if not isinstance(tune.get("params"), dict) or not tune["params"]:
-                raise _fail(where, "tune.params must list the values to search, e.g. { regParam = [0.01, 0.1] }")
-            tune = {"method": "train_validation_split", "folds": 3, "train_ratio": 0.8, "parallelism": 2, **tune}
-        for features in _as_list(block.get("features", "gray")):
+            tune = _check_tune(tune, where)
+        try:
+            check_params(model, {**params, **(tune["params"] if tune else {})})
+        except ValueError as exc:
+            raise _fail(where, str(exc)) from None
+        for key, values in _axes(params).items():
+            _check_types(model, f"params.{key}", values, where)
+        for key, values in (tune["params"] if tune else {}).items():
+            _check_types(model, f"tune.params.{key}", _as_list(values), where)
+        all_features = _as_list(block.get("features", "gray"))
+        if not all_features:
+            raise _fail(where, "features is an empty list, which gives nothing to run; list at least one feature set")
+        for features in all_features:
+            if not isinstance(features, str):
+                raise _fail(where, f"features must be a feature set or a list of them (gray, rgb, patches, "
+                                   f"patches:K), not {features!r}")
             try:
                 parse_feature_set(features)
             except ValueError as exc:
                 raise _fail(where, str(exc)) from None
             for point in _grid(params):
-                try:
-                    check_params(block["model"], {**point, **(tune["params"] if tune else {})})
-                except ValueError as exc:
-                    raise _fail(where, str(exc)) from None
-                scenarios.append(Scenario(block.get("name", f"scenario-{i}"), features, block["model"],
+                scenarios.append(Scenario(block.get("name", f"scenario-{i}"), features, model,
                                           point, reps, copy.deepcopy(tune)))
     return Experiment(name, scenarios, seed, float(test_fraction), source, text)
 
@@ -154,12 +219,19 @@ def parse_experiment(text: str, source: str) -> Experiment:
 def load_experiment(path: str | os.PathLike | None = None) -> Experiment:
     """Read an experiment file, or the built-in default when ``path`` is None."""
     if path is None:
-        text = resources.files("sparkvision").joinpath("experiments/default.toml").read_text()
+        text = resources.files("sparkvision").joinpath("experiments/default.toml").read_text(encoding="utf-8")
         return parse_experiment(text, "built-in default experiment")
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such experiment file.")
-    return parse_experiment(p.read_text(), str(p))
+    try:
+        text = p.read_text(encoding="utf-8")  # TOML is UTF-8 by definition, whatever the locale says
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}), so not TOML; "
+                          "save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the experiment file ({exc.strerror}).") from None
+    return parse_experiment(text, str(p))
 
 
 # ── running ──────────────────────────────────────────────────────────────────────────────
@@ -168,10 +240,17 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _write_json(path: Path, obj: Any) -> None:
+def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone once renamed; else a failed write left it
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _write_text(path, json.dumps(obj, indent=2))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -261,18 +340,21 @@ def _tune(est, scenario: Scenario, train, seed: int):
 
 
 def _check_values(experiment: Experiment, source) -> None:
-    """Hand every scenario's parameters to MLlib's own validators (needs a session)."""
+    """Hand every scenario's parameters, and each point its tuning searches, to MLlib's own
+    validators (needs a session)."""
     from sparkvision.classifiers import build_classifier
     from sparkvision.features import feature_size
     from sparkvision.fitting import check_on_jvm
 
     for s in experiment.scenarios:
-        try:
-            est = build_classifier(s.model, num_features=feature_size(s.features, source),
-                                   num_classes=len(source.label_names), **s.params)
-            check_on_jvm(est)
-        except (ConfigError, ValueError, TypeError) as exc:
-            raise ConfigError(f"{experiment.source}, scenario {s.group} ({s.name}): {exc}") from None
+        for searched in (_grid(s.tune["params"]) if s.tune else [{}]):
+            try:
+                est = build_classifier(s.model, num_features=feature_size(s.features, source),
+                                       num_classes=len(source.label_names), **{**s.params, **searched})
+                check_on_jvm(est)
+            except (ConfigError, ValueError, TypeError) as exc:
+                tried = "".join(f", tune.params.{k} = {v!r}" for k, v in searched.items())
+                raise ConfigError(f"{experiment.source}, scenario {s.group} ({s.name}){tried}: {exc}") from None
 
 
 def _warm_up(train, seed: int) -> None:
@@ -321,12 +403,22 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
 
     started = time.perf_counter()
     out = Path(out)
-    (out / "scenarios").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "scenarios").glob(".*.tmp-*"):  # left by a run that was killed mid-scenario
-        shutil.rmtree(stale, ignore_errors=True)
-    (out / "experiment.toml").write_text(experiment.text)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; an experiment writes a folder. Choose a new folder, "
+                          "or the one an earlier run of this experiment wrote, to resume it.")
     p = _Progress(progress)
+    # The data is found and checked before anything is created: a wrong --data leaves no folder behind.
     source = locate_data(data, work_dir, dataset=dataset, progress=progress)
+    try:
+        (out / "scenarios").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create {out / 'scenarios'} ({exc.strerror}); "
+                          "choose a folder you can write to.") from None
+    # Left by a run killed mid-scenario. Another run may be writing to the same --out, so only the
+    # temporaries of this host's dead processes go (remove_stale judges that), never live ones.
+    for stale in (out / "scenarios").glob(".*.tmp-*"):
+        remove_stale(stale.parent / stale.name[1:].partition(".tmp-")[0])
+    _write_text(out / "experiment.toml", experiment.text)
     if spark is None:
         p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
         spark = build_session(spark_settings)
@@ -373,18 +465,26 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
                 record = {"key": key, "name": scenario.name, "group": scenario.group, "features": features,
                           "model": scenario.model, "params": scenario.params, "repeats_asked": scenario.repeats}
                 final = out / "scenarios" / key
-                work = out / "scenarios" / f".{key}.tmp-{os.getpid()}"
+                work = temp_path(final)
                 shutil.rmtree(work, ignore_errors=True)
                 shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt
                 work.mkdir()
                 try:
-                    record.update(_fit_scenario(scenario, f_train, f_test, info.class_names,
-                                                feature_size(features, info), experiment.seed, stages, work))
-                    record.update(status="done", error=None)
-                except Exception as exc:  # recorded, and the experiment goes on
-                    record.update(status="failed", error=_error_text(exc))
-                _write_json(work / "result.json", record)
-                os.replace(work, final)
+                    try:
+                        record.update(_fit_scenario(scenario, f_train, f_test, info.class_names,
+                                                    feature_size(features, info), experiment.seed, stages, work))
+                        record.update(status="done", error=None)
+                    except Exception as exc:  # recorded, and the experiment goes on
+                        record.update(status="failed", error=_error_text(exc))
+                    _write_json(work / "result.json", record)
+                    try:
+                        os.replace(work, final)
+                    except OSError as exc:
+                        raise ConfigError(f"{final}: cannot move the finished scenario into place ({exc.strerror}). "
+                                          f"Check that nothing else writes to --out {out}, then run again to "
+                                          "resume.") from None
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)  # gone once renamed; else never left half-written
                 p.durations.append(time.perf_counter() - t0)
                 p.say(f"      {'accuracy ' + format(record['accuracy'], '.2%') if record['status'] == 'done' else 'FAILED: ' + record['error']}"
                       f" in {p.durations[-1]:.1f} s")

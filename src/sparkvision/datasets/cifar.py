@@ -336,11 +336,22 @@ def _python_layout(folder: Path, release: CifarRelease) -> CifarSource:
         meta = _text_keys(safe_unpickle(meta_path.read_bytes(), str(meta_path)), str(meta_path))
         raw = meta.get(release.label_names_key)
         if raw is not None:
-            names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw)
+            try:
+                names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw)
+            except (TypeError, UnicodeDecodeError):
+                raise BadDataError(f"{meta_path}: '{release.label_names_key}' is not a list of names; the file is "
+                                   "corrupt. Copy or download the release again.") from None
         if "num_cases_per_batch" in meta:
-            per_batch = int(meta["num_cases_per_batch"])
+            try:
+                per_batch = int(meta["num_cases_per_batch"])
+            except (TypeError, ValueError):
+                per_batch = 0
+            if per_batch < 1:
+                raise BadDataError(f"{meta_path}: num_cases_per_batch is {meta['num_cases_per_batch']!r}, not a "
+                                   "number of images; the file is corrupt. Copy or download the release again.")
     if len(names) != release.num_classes:
-        raise BadDataError(f"{meta_path}: {len(names)} label names, but {release.name} has {release.num_classes}.")
+        raise BadDataError(f"{meta_path}: {len(names)} label names, but {release.name} has {release.num_classes}; "
+                           "the file is corrupt or from another dataset. Copy or download the release again.")
     return CifarSource(release, "python", str(folder), files, tuple(names), per_batch)
 
 
@@ -357,7 +368,8 @@ def _binary_layout(folder: Path, release: CifarRelease) -> CifarSource:
     if meta_path.is_file():
         lines = tuple(line.strip() for line in meta_path.read_text().splitlines() if line.strip())
         if len(lines) != release.num_classes:
-            raise BadDataError(f"{meta_path}: {len(lines)} label names, but {release.name} has {release.num_classes}.")
+            raise BadDataError(f"{meta_path}: {len(lines)} label names, but {release.name} has {release.num_classes}; "
+                               "the file is corrupt or from another dataset. Copy or download the release again.")
         names = lines
     return CifarSource(release, "binary", str(folder), files, names, None)
 
@@ -438,24 +450,32 @@ def extract_archive(archive: Path, dest_root: str | os.PathLike, release: CifarR
     """Extract the release's batch files from ``archive`` once; return the batches folder.
 
     Only the expected members are written (no path from the archive is trusted), into a
-    temporary folder renamed when complete; the next call with the same archive reuses it.
+    temporary folder renamed when complete; the next call with the same archive reuses it. An
+    archive without every training batch raises :class:`BadDataError` naming it, and nothing is kept.
     """
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     final = Path(dest_root) / f"{release.name}-{key}"
-    if (final / release.base_folder).is_dir():
-        return final / release.base_folder
+    if final.exists():
+        if not _missing_batches(final / release.base_folder, release):
+            return final / release.base_folder
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete extraction older versions kept: never reused
     wanted = {f"{release.base_folder}/{n}": n for n in release.train_list + release.test_list + (release.meta,)}
     tmp = Path(dest_root) / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / release.base_folder).mkdir(parents=True)
     try:
+        tops = set()  # the archive's top-level folders, to say what it holds when it is not this release
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
+                tops.add(member.name.lstrip("./").split("/")[0])
                 name = wanted.get(member.name.lstrip("./"))
                 if name and member.isfile():
                     with tar.extractfile(member) as src, open(tmp / release.base_folder / name, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
+        missing = _missing_batches(tmp / release.base_folder, release)
+        if missing:
+            raise _not_this_release(archive, release, tops, missing)
         os.replace(tmp, final)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise BadDataError(f"{archive}: not a complete .tar.gz archive ({type(exc).__name__}: {exc}). "
@@ -463,6 +483,26 @@ def extract_archive(archive: Path, dest_root: str | os.PathLike, release: CifarR
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final / release.base_folder
+
+
+def _missing_batches(folder: Path, release: CifarRelease) -> list[str]:
+    return [n for n in release.train_list if not (folder / n).is_file()]
+
+
+def _not_this_release(archive: Path, release: CifarRelease, tops: set[str], missing: list[str]) -> BadDataError:
+    """The error for an archive without the release's training batches: what it holds instead, what to do."""
+    binary = sorted(tops & {r.bin_folder for r in RELEASES.values()})
+    if binary:  # archives are read in the python layout only; the binary layout is read from a folder
+        return BadDataError(
+            f"{archive}: holds the binary layout ({binary[0]}/), but an archive is read only in the python "
+            f"layout ({release.filename}). Extract it (tar xzf {archive}) and pass the folder {binary[0]} "
+            "it makes with --data.")
+    other = next((r for r in RELEASES.values() if r.base_folder in tops and r.base_folder != release.base_folder), None)
+    hint = f"it holds the {other.name} release: pass --dataset {other.name}" if other else \
+        f"download {release.filename} again, or pass the extracted batches folder with --data"
+    return BadDataError(
+        f"{archive}: no {release.base_folder}/{missing[0]} inside ({len(missing)} of the {len(release.train_list)} "
+        f"training batches missing), so this is not a complete {release.name} python release; {hint}.")
 
 
 # ── Reading batches inside Spark tasks ───────────────────────────────────────────────────────
