@@ -10,7 +10,7 @@ multilayer perceptron needs the input and output sizes, which the caller passes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pyspark.ml.classification import (DecisionTreeClassifier, GBTClassifier, LinearSVC, LogisticRegression,
                                        MultilayerPerceptronClassifier, NaiveBayes, OneVsRest,
@@ -65,24 +65,36 @@ def check_params(name: str, params: dict[str, Any]) -> None:
     Types are checked with each Param's own converter; ranges (``numTrees=0``) are MLlib's to
     check, on the JVM (:func:`sparkvision.fitting.check_on_jvm`).
     """
+    check_names(name, params)
+    for key, value in params.items():
+        try:
+            check_value(name, key, value)
+        except ValueError as exc:
+            raise ValueError(f"{key}={value!r}: {exc}") from None
+
+
+def check_names(name: str, params: Iterable[str]) -> None:
+    """Raise ValueError naming an unknown model, or a parameter it does not tune."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(CLASSIFIERS)}")
     spec = CLASSIFIERS[name]
     unknown = sorted(set(params) - set(spec.tunable))
     if unknown:
         raise ValueError(f"model {name} has no parameter {unknown[0]!r}: it tunes {', '.join(spec.tunable)}")
-    for key, value in params.items():
-        if name == "mlp" and key == "hidden":
-            if not (isinstance(value, list) and value and all(type(h) is int and h > 0 for h in value)):
-                raise ValueError(f"hidden={value!r}: give the hidden layer sizes as a list of positive "
-                                 "integers, e.g. [128] or [256, 64]")
-            continue
-        param = getattr(spec.estimator, key, None)
-        if isinstance(param, Param) and param.typeConverter is not None:
-            try:
-                param.typeConverter(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{key}={value!r}: {exc}") from None
+
+
+def check_value(name: str, key: str, value: Any) -> None:
+    """Raise ValueError (the reason alone) when ``value`` is of the wrong type for ``key`` of model ``name``."""
+    if name == "mlp" and key == "hidden":
+        if not (isinstance(value, list) and value and all(type(h) is int and h > 0 for h in value)):
+            raise ValueError("give the hidden layer sizes as a list of positive integers, e.g. [128] or [256, 64]")
+        return
+    param = getattr(CLASSIFIERS[name].estimator, key, None)
+    if isinstance(param, Param) and param.typeConverter is not None:
+        try:
+            param.typeConverter(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
 
 
 def build_classifier(name: str, *, featuresCol: str = "features", labelCol: str = "label",

@@ -105,24 +105,20 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_types(model: str, key: str, values: list[Any], where: str) -> None:
-    """Check the values of ``key`` (``params.numTrees``) with its MLlib Param's own type converter.
+    """Check the values of ``key`` (``params.numTrees``) as ``--param`` values are checked.
 
-    The converter needs no Spark session, so ``numTrees = "abc"`` fails as the file is read, not
-    after the data is ingested; ranges (``numTrees = 0``) are the JVM's to judge, in :func:`_check_values`.
+    Each MLlib Param's own type converter needs no Spark session, so ``numTrees = "abc"`` fails
+    as the file is read, not after the data is ingested; ranges (``numTrees = 0``) are the JVM's
+    to judge, in :func:`_check_values`.
     """
-    from pyspark.ml.param import Param
-
-    from sparkvision.classifiers import CLASSIFIERS
+    from sparkvision.classifiers import check_value
 
     if not values:  # an empty axis makes the grid empty: nothing would run, silently
         raise _fail(where, f"{key} is an empty list, which gives nothing to run; list at least one value")
-    param = getattr(CLASSIFIERS[model].estimator, key.rpartition(".")[2], None)
-    if not isinstance(param, Param):  # `hidden`: sparkvision's own, checked when the layers are built
-        return
     for value in values:
         try:
-            param.typeConverter(value)
-        except TypeError as exc:
+            check_value(model, key.rpartition(".")[2], value)
+        except ValueError as exc:
             raise _fail(where, f"{key} = {value!r}: {exc}") from None
 
 
@@ -152,7 +148,7 @@ def _check_tune(tune: Any, where: str) -> dict[str, Any]:
 
 def parse_experiment(text: str, source: str) -> Experiment:
     """Parse and check an experiment from TOML text; ``source`` names it in errors."""
-    from sparkvision.classifiers import check_params
+    from sparkvision.classifiers import check_names
     from sparkvision.features import parse_feature_set
 
     try:
@@ -192,7 +188,7 @@ def parse_experiment(text: str, source: str) -> Experiment:
         if tune is not None:
             tune = _check_tune(tune, where)
         try:
-            check_params(model, {**params, **(tune["params"] if tune else {})})
+            check_names(model, {**params, **(tune["params"] if tune else {})})
         except ValueError as exc:
             raise _fail(where, str(exc)) from None
         for key, values in _axes(params).items():
