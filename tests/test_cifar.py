@@ -128,6 +128,13 @@ def test_missing_batch_file_is_named(tmp_path):
         locate(tmp_path, tmp_path / "cache")
 
 
+def test_binary_meta_that_is_not_text_is_named(tmp_path):
+    folder = write_binary_release(tmp_path, 5)
+    (folder / "batches.meta.txt").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(BadDataError, match="batches.meta.txt: not a text file of label names.*download"):
+        locate(tmp_path, tmp_path / "cache")
+
+
 def test_truncated_binary_file_is_caught_before_spark(tmp_path):
     folder = write_binary_release(tmp_path, 5)
     path = folder / "data_batch_4.bin"

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import ROOT
 from sparkvision.classifiers import CLASSIFIERS
-from sparkvision.errors import ConfigError
+from sparkvision.errors import BadDataError, ConfigError
 from sparkvision.experiment import load_experiment, parse_experiment, run_experiment
 
 SMALL = """
@@ -79,6 +79,8 @@ params = { hidden = [64, 32] }
     ("name = 'x'", "no \\[\\[scenario\\]\\] blocks"),
     ("[[scenario]]\nmodel = ", "not valid TOML"),
     ("[[scenario]]\nmodel='naive_bayes'\nrepeats=0", "repeats must be a positive integer"),
+    ("[[scenario]]\nmodel='naive_bayes'\nrepeats=true", "repeats must be a positive integer"),
+    ("seed = true\n[[scenario]]\nmodel='naive_bayes'", "seed must be an integer"),
     ("[[scenario]]\nmodel='logistic_regression'\ntune={ method='grid', params={ regParam=[0.1] } }", "tune.method"),
     # values of the wrong type: each named by its key, none escaping as a raw Python error
     ("scenario = [1, 2]", "scenario 1: must be a \\[\\[scenario\\]\\] table"),
@@ -179,6 +181,17 @@ def test_rerun_skips_finished_scenarios_and_retries_failed_ones(spark, small_run
         assert (out / "scenarios" / key / "result.json").stat().st_mtime_ns == mtime
     assert [r["accuracy"] for r in again["results"] if r["status"] == "done"] == \
            [r["accuracy"] for r in first["results"] if r["status"] == "done"]
+
+
+def test_a_damaged_recorded_result_is_named_not_run_over(spark, small_run, cifar_py, tmp_path):
+    import shutil
+
+    exp, out, work, first = small_run
+    copy = shutil.copytree(out, tmp_path / "copy")
+    damaged = copy / "scenarios" / first["results"][0]["key"] / "result.json"
+    damaged.write_text('{"status": "do')
+    with pytest.raises(BadDataError, match="result.json: not a readable result.*Remove that scenario's folder"):
+        run_experiment(exp, data=str(cifar_py), out=copy, work_dir=str(work), spark=spark, progress=False)
 
 
 KILLABLE = """

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkvision.atomic import remove_stale, temp_path
-from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
+from sparkvision.errors import BadDataError, ConfigError, SparkVisionError, decode_task_error
 
 _TOP_KEYS = {"name", "seed", "test_fraction", "repeats", "scenario"}
 _SCENARIO_KEYS = {"name", "model", "features", "params", "repeats", "tune"}
@@ -122,6 +122,21 @@ def _check_types(model: str, key: str, values: list[Any], where: str) -> None:
             raise _fail(where, f"{key} = {value!r}: {exc}") from None
 
 
+def _recorded(path: Path) -> dict[str, Any] | None:
+    """A scenario's recorded result, or None when there is none. Results are renamed into place
+    complete, so a damaged one was changed by hand: it is an error to fix, not to run over."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadDataError(f"{path}: not a readable result ({exc}). Remove that scenario's folder "
+                           f"({path.parent}) and run again to measure it anew.") from None
+    if not isinstance(record, dict):
+        raise BadDataError(f"{path}: not a scenario result. Remove {path.parent} and run again to measure it anew.")
+    return record
+
+
 def _check_tune(tune: Any, where: str) -> dict[str, Any]:
     """The scenario's ``tune`` table with its defaults filled in, every setting checked."""
     if not isinstance(tune, dict):
@@ -160,7 +175,7 @@ def parse_experiment(text: str, source: str) -> Experiment:
     seed, test_fraction, repeats = doc.get("seed", 42), doc.get("test_fraction", 0.2), doc.get("repeats", 1)
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         raise _fail(source, f"name {name!r} must be letters, digits, - or _")
-    if not isinstance(seed, int):
+    if not _is_int(seed):
         raise _fail(source, f"seed must be an integer, not {seed!r}")
     if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         raise _fail(source, f"test_fraction must be between 0 and 1, not {test_fraction!r}")
@@ -179,7 +194,7 @@ def parse_experiment(text: str, source: str) -> Experiment:
         if not isinstance(model, str):
             raise _fail(where, f"model must be a name, e.g. model = \"random_forest\", not {model!r}")
         reps = block.get("repeats", repeats)
-        if not isinstance(reps, int) or reps < 1:
+        if not _is_int(reps) or reps < 1:
             raise _fail(where, f"repeats must be a positive integer, not {reps!r}")
         params = block.get("params", {})
         if not isinstance(params, dict):
@@ -433,8 +448,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     for s in experiment.scenarios:
         first_of.setdefault(s.key(context), s)
     keys, scenarios = list(first_of), list(first_of.values())
-    done = {k for k in keys if (out / "scenarios" / k / "result.json").is_file()
-            and json.loads((out / "scenarios" / k / "result.json").read_text()).get("status") == "done"}
+    done = {k for k in keys if (_recorded(out / "scenarios" / k / "result.json") or {}).get("status") == "done"}
     if done:
         p.say(f"resuming: {len(done)} of {len(keys)} scenarios already recorded in {out}")
     train, test = split_table(label_with_classes(table.df, info.class_names), info.has_test,
@@ -487,8 +501,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
         finally:
             f_train.unpersist()
             f_test.unpersist()
-    results = [json.loads((out / "scenarios" / k / "result.json").read_text()) for k in keys
-               if (out / "scenarios" / k / "result.json").is_file()]
+    results = [r for k in keys if (r := _recorded(out / "scenarios" / k / "result.json")) is not None]
     baseline = next((r["key"] for r in results if r["model"] == "random_forest" and r["features"] == "gray"
                      and r["params"] == {"numTrees": 10, "maxDepth": 5}), None)
     summary = {"name": experiment.name, "data": source.root, "num_train": train.count(), "num_test": test.count(),

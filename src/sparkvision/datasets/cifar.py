@@ -366,7 +366,12 @@ def _binary_layout(folder: Path, release: CifarRelease) -> CifarSource:
     names = release.label_names
     meta_path = folder / release.bin_meta
     if meta_path.is_file():
-        lines = tuple(line.strip() for line in meta_path.read_text().splitlines() if line.strip())
+        try:
+            text = meta_path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadDataError(f"{meta_path}: not a text file of label names; the file is corrupt. Copy or "
+                               "download the release again.") from None
+        lines = tuple(line.strip() for line in text.splitlines() if line.strip())
         if len(lines) != release.num_classes:
             raise BadDataError(f"{meta_path}: {len(lines)} label names, but {release.name} has {release.num_classes}; "
                                "the file is corrupt or from another dataset. Copy or download the release again.")
