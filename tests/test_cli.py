@@ -152,3 +152,27 @@ def test_a_dead_jvm_is_recognised_through_chained_errors():
         assert _jvm_died(outer)
     assert _jvm_died(Py4JNetworkError("Answer from Java side is empty"))
     assert not _jvm_died(ValueError("bad value"))
+
+
+@pytest.mark.parametrize("text, summary", [
+    # a limit hit inside Spark: the reason, not the last stack frame
+    ("An error occurred while calling o384.getResult.\n: org.apache.spark.SparkException: Exception thrown in "
+     "awaitResult: \n\tat org.apache.spark.util.SparkThreadUtils$.awaitResult(SparkThreadUtils.scala:56)\n"
+     "Caused by: org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized "
+     "results of 1 tasks (1523.5 MiB) is bigger than spark.driver.maxResultSize (1024.0 MiB)\n"
+     "\tat org.apache.spark.util.EventLoop$$anon$1.run(EventLoop.scala:50)",
+     "Total size of serialized results of 1 tasks (1523.5 MiB) is bigger than spark.driver.maxResultSize (1024.0 MiB)"),
+    # a Python error inside a task: the exception line of its traceback
+    ("An error occurred while calling o1.count.\n: org.apache.spark.SparkException: Job aborted due to stage "
+     "failure: Task 0 in stage 1.0 failed 1 times, most recent failure: Lost task 0.0 (TID 1) (127.0.0.1 executor "
+     "driver): org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n  File \"x.py\", "
+     "line 3, in f\n    return 1/0\n           ~^~\nZeroDivisionError: division by zero\n\n\tat org.apache.spark."
+     "api.python.BasePythonRunner.read(PythonRunner.scala:1)", "ZeroDivisionError: division by zero"),
+    ("An error occurred while calling o5.fit.\n: java.lang.OutOfMemoryError: Java heap space\n\tat java.base/x.y(Z.java:1)",
+     "java.lang.OutOfMemoryError: Java heap space"),
+    ("plain message", "plain message"),
+])
+def test_an_unexpected_spark_failure_is_summed_up_by_its_reason(text, summary):
+    from sparkvision.errors import failure_summary
+
+    assert failure_summary(RuntimeError(text)) == summary

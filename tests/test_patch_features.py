@@ -251,11 +251,14 @@ def test_squared_error_from_the_sums_equals_the_direct_one():
     assert (sums + held).n == 300
     from sparkvision.stage_io import from_npy
 
-    rebuilt = _Sums.empty(8, 3)  # the sums travel in row blocks; added back they are the same
+    rebuilt = _Sums.empty(8, 3)  # the sums travel in row blocks of the upper triangle; added back, the same
     blocks = list(sums.blocks(max_bytes=64))
-    assert len(blocks) == 4
-    for start, blobs in blocks:
-        rebuilt.add_block(start, [from_npy(b) for b in blobs])
+    assert len(blocks) == 4 and [from_npy(b[0]).shape for _, b in blocks] == [(2, 8), (2, 6), (2, 4), (2, 2)]
+    for start, blobs in reversed(blocks):  # in any order
+        arrays = [from_npy(b) for b in blobs]
+        assert _Sums.size_of_block(start, arrays) == 8
+        rebuilt.add_block(start, arrays)
+    rebuilt.mirror(step=3)
     np.testing.assert_allclose(rebuilt.gram, sums.gram, rtol=1e-6)
     assert rebuilt.counts.tolist() == sums.counts.tolist() and np.allclose(rebuilt.xty, sums.xty)
 

@@ -19,7 +19,7 @@ import traceback
 from typing import Any, Sequence
 
 from sparkvision import __version__
-from sparkvision.errors import SparkVisionError
+from sparkvision.errors import SparkVisionError, failure_summary
 
 
 def _key_value(flag: str):
@@ -299,7 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "or --executor-memory (a cluster), or less work per run (e.g. fewer --centroids).",
                   file=sys.stderr)
             return 7
-        last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
-        print(f"\nerror: unexpected {type(err).__name__}: {last}\n(run again with --traceback for the full trace)",
-              file=sys.stderr)
+        print(f"\nerror: unexpected {type(err).__name__}: {failure_summary(err)}\n"
+              "(run again with --traceback for the full trace)", file=sys.stderr)
         return 1

@@ -66,3 +66,27 @@ def decode_task_error(exc: BaseException) -> SparkVisionError | None:
     if not match:
         return None
     return _KINDS.get(match.group(1), BadDataError)(match.group(2))
+
+
+def failure_summary(exc: BaseException) -> str:
+    """One line saying why an unexpected failure happened, from its text.
+
+    A failed Spark job comes back as a Java exception whose text is mostly stack frames; its last
+    line is a frame (``at org.apache.spark.util.EventLoop…``), which says nothing. This picks, in
+    order: the Python exception raised inside a task, the innermost "Job aborted due to stage
+    failure" reason, the first Java exception line, else the first line that is not a frame.
+    """
+    import re
+
+    text = str(exc)
+    python = re.findall(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*(\S[^\n]*)", text)
+    if python:
+        return python[-1].strip()
+    aborted = re.findall(r"Job aborted due to stage failure: ([^\n]+)", text)
+    if aborted:
+        return aborted[-1].strip()
+    java = re.search(r"^[:\s]*((?:[a-z_]\w*\.)+[A-Z]\w*(?:Exception|Error)\b[^\n]*)", text, re.M)
+    if java:
+        return java.group(1).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("at ")]
+    return lines[0] if lines else type(exc).__name__

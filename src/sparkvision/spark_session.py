@@ -101,7 +101,7 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     from sparkvision import jvm_cds
 
     from sparkvision.cluster import ship_package, submitted_conf, wait_for_executors
-    from sparkvision.memory import check_driver_memory, machine_memory
+    from sparkvision.memory import GiB, MiB, check_driver_memory, format_memory, machine_memory, parse_memory
 
     s = settings or SparkSettings()
     for name, value in (("driver memory", s.driver_memory), ("executor memory", s.executor_memory),
@@ -128,6 +128,10 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         # Arrow batches of 2,048 rows, not 10,000: a batch of patch features (8,000 values a row)
         # would otherwise be 640 MB at each JVM/Python crossing.
         "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
+        # The ridge's sums reach the driver one partition at a time (toLocalIterator): at large K a
+        # partition's share passes Spark's default 1g limit on one result. Half the driver's heap.
+        "spark.driver.maxResultSize": format_memory(max(GiB, parse_memory(
+            s.conf.get("spark.driver.memory", s.driver_memory)) // 2 // MiB * MiB)),
         # The user's own options (--conf) come after ours, so theirs win where they clash.
         "spark.driver.extraJavaOptions": " ".join(filter(None, (
             f"-Dlog4j2.configurationFile=file:{log_conf}", archive.options,
