@@ -263,6 +263,27 @@ def test_squared_error_from_the_sums_equals_the_direct_one():
     assert rebuilt.counts.tolist() == sums.counts.tolist() and np.allclose(rebuilt.xty, sums.xty)
 
 
+def test_the_in_place_cholesky_solve_matches_the_general_one():
+    from sparkvision.linear import _Sums
+
+    x = (RNG.normal(size=(400, 12)) + 5).astype(np.float32)  # far from centred: the centring matters
+    y = RNG.integers(0, 4, 400)
+    sums = _Sums.empty(12, 4, np.float32)  # as the tasks sum it
+    sums.add(x, y)
+    driver = _Sums.empty(12, 4).absorb(sums)  # as the driver adds it up, in float64
+    assert driver.gram.dtype == np.float64 and driver.n == 400
+    for reg in (0.0, 1e-3, 1.0):
+        w, b = driver.solve(reg, True)
+        w_lu, b_lu = driver._solve_lu(reg, True)
+        np.testing.assert_allclose(w, w_lu, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(b, b_lu, rtol=1e-9, atol=1e-12)
+    # A system Cholesky refuses (not positive definite; rounding could make one at reg ≈ 0): the
+    # general solve answers instead.
+    odd = _Sums(np.array([[1.0, 2.0], [2.0, 1.0]]), np.eye(2), np.zeros(2), np.array([1.0, 1.0]))
+    w, b = odd.solve(0.0, False)
+    np.testing.assert_allclose(w, odd._solve_lu(0.0, False)[0])
+
+
 def test_ridge_refuses_a_negative_regularisation(spark):
     with pytest.raises(ValueError, match="regParam"):
         RidgeClassifier(regParam=-1.0).fit(_frame(spark, 4))
