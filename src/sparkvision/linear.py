@@ -315,8 +315,8 @@ class _Sums:
         for a in range(0, d, step):
             system[a:a + step] /= np.outer(scale[a:a + step], scale)
         system[np.diag_indices_from(system)] += reg * n + 1e-9 * n  # a tiny floor keeps reg=0 solvable
-        try:
-            weights = solve(system, rhs / scale[:, None], assume_a="pos", overwrite_a=True, check_finite=False)
+        try:  # system.T: the same symmetric matrix in Fortran order, which LAPACK overwrites without a copy
+            weights = solve(system.T, rhs / scale[:, None], assume_a="pos", overwrite_a=True, check_finite=False)
         except LinAlgError:  # not positive definite in floating point (reg near 0): solve it the general way
             return self._solve_lu(reg, standardize)
         weights /= scale[:, None]
