@@ -144,9 +144,11 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultPar
                     in_validation = rng.random(len(y)) < holdout
                     for part, mask in ((0, ~in_validation), (1, in_validation)):
                         if mask.any():
-                            # XᵀX summed in float32: it travels as float32 anyway, and a float64 running
-                            # sum per part doubled each task's largest arrays (2.3 GB at d = 12,000).
-                            parts.setdefault(part, _Sums.empty(x.shape[1], classes, np.float32)).add(x[mask], y[mask])
+                            # XᵀX summed in float64. A float32 running sum (tried) halves the task's
+                            # memory, but its rounding, magnified by the centring XᵀX − nμμᵀ (the
+                            # features' means are large against their spread), made the smallest
+                            # regularisations' systems indefinite.
+                            parts.setdefault(part, _Sums.empty(x.shape[1], classes)).add(x[mask], y[mask])
             for part, sums in parts.items():
                 for start, blobs in sums.blocks():
                     yield pa.RecordBatch.from_arrays(
