@@ -268,7 +268,7 @@ def test_the_in_place_cholesky_solve_matches_the_general_one():
 
     x = (RNG.normal(size=(400, 12)) + 5).astype(np.float32)  # far from centred: the centring matters
     y = RNG.integers(0, 4, 400)
-    sums = _Sums.empty(12, 4, np.float32)  # as the tasks sum it
+    sums = _Sums.empty(12, 4)  # as a task sums it
     sums.add(x, y)
     driver = _Sums.empty(12, 4).absorb(sums)  # as the driver adds it up, in float64
     assert driver.gram.dtype == np.float64 and driver.n == 400

@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sparkvision.atomic import remove_stale, temp_path
+from sparkvision.atomic import remove_stale_in, temp_path
 from sparkvision.errors import BadDataError, ConfigError, SparkVisionError, decode_task_error
 
 _TOP_KEYS = {"name", "seed", "test_fraction", "repeats", "scenario"}
@@ -252,7 +252,7 @@ def _dir_bytes(path: Path) -> int:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         tmp.write_text(text)
         os.replace(tmp, path)
@@ -426,9 +426,8 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
         raise ConfigError(f"--out {out}: cannot create {out / 'scenarios'} ({exc.strerror}); "
                           "choose a folder you can write to.") from None
     # Left by a run killed mid-scenario. Another run may be writing to the same --out, so only the
-    # temporaries of this host's dead processes go (remove_stale judges that), never live ones.
-    for stale in (out / "scenarios").glob(".*.tmp-*"):
-        remove_stale(stale.parent / stale.name[1:].partition(".tmp-")[0])
+    # temporaries of this host's dead processes go, never live ones.
+    remove_stale_in(out / "scenarios")
     _write_text(out / "experiment.toml", experiment.text)
     if spark is None:
         p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")

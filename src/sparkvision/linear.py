@@ -225,15 +225,15 @@ class _Sums:
         self.gram, self.xty, self.total, self.counts = gram, xty, total, counts
 
     @classmethod
-    def empty(cls, d: int, classes: int, gram_dtype: type = np.float64) -> "_Sums":
-        return cls(np.zeros((d, d), gram_dtype), np.zeros((d, classes)), np.zeros(d), np.zeros(classes))
+    def empty(cls, d: int, classes: int) -> "_Sums":
+        return cls(np.zeros((d, d)), np.zeros((d, classes)), np.zeros(d), np.zeros(classes))
 
     @property
     def n(self) -> int:
         return int(round(self.counts.sum()))
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Add rows ``x`` (float32) with labels ``y``: float32 products; running sums float64 (XᵀX: its dtype)."""
+        """Add rows ``x`` (float32) with labels ``y``: float32 products, float64 running sums."""
         self.gram += x.T @ x
         onehot = np.zeros((len(y), self.xty.shape[1]), np.float32)
         onehot[np.arange(len(y)), y] = 1.0
@@ -302,12 +302,28 @@ class _Sums:
         """
         from scipy.linalg import LinAlgError, solve
 
+        system, rhs, mean, ybar, scale = self._system(reg, standardize)
+        try:  # system.T: the same symmetric matrix in Fortran order, which LAPACK overwrites without a copy
+            weights = solve(system.T, rhs, assume_a="pos", overwrite_a=True, check_finite=False)
+        except LinAlgError:  # not positive definite in floating point (reg near 0): solve it the general way
+            return self._solve_lu(reg, standardize)
+        weights /= scale[:, None]
+        return weights, ybar - mean @ weights
+
+    def _solve_lu(self, reg: float, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+        system, rhs, mean, ybar, scale = self._system(reg, standardize)
+        weights = np.linalg.solve(system, rhs) / scale[:, None]
+        return weights, ybar - mean @ weights
+
+    def _system(self, reg: float, standardize: bool):
+        """(system, right-hand side, mean, ȳ, scale) of the standardised ridge problem.
+
+        One d × d copy, centred and scaled in row blocks: whole-matrix expressions would make three
+        more d × d temporaries (3.5 GB at d = 12,000). The system is positive definite (a Gram
+        matrix plus λ > 0), so Cholesky solves it, with half LU's work.
+        """
         n, d = self.n, len(self.total)
         mean, ybar = self.total / n, self.counts / n
-        rhs = self.xty - n * np.outer(mean, ybar)
-        # One d × d copy, centred and scaled in row blocks (whole-matrix expressions would make
-        # three more d × d temporaries: 3.5 GB at d = 12,000), then solved in place by Cholesky
-        # (the system is positive definite: a Gram matrix plus λ > 0), half LU's work.
         system = self.gram.astype(np.float64)
         step = 1024
         for a in range(0, d, step):
@@ -317,24 +333,8 @@ class _Sums:
         for a in range(0, d, step):
             system[a:a + step] /= np.outer(scale[a:a + step], scale)
         system[np.diag_indices_from(system)] += reg * n + 1e-9 * n  # a tiny floor keeps reg=0 solvable
-        try:  # system.T: the same symmetric matrix in Fortran order, which LAPACK overwrites without a copy
-            weights = solve(system.T, rhs / scale[:, None], assume_a="pos", overwrite_a=True, check_finite=False)
-        except LinAlgError:  # not positive definite in floating point (reg near 0): solve it the general way
-            return self._solve_lu(reg, standardize)
-        weights /= scale[:, None]
-        return weights, ybar - mean @ weights
-
-    def _solve_lu(self, reg: float, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
-        n = self.n
-        mean, ybar = self.total / n, self.counts / n
-        centred = self.gram - n * np.outer(mean, mean)
-        rhs = self.xty - n * np.outer(mean, ybar)
-        scale = np.sqrt(np.maximum(np.diag(centred) / n, 0.0)) if standardize else np.ones(len(mean))
-        scale[scale < 1e-8] = 1.0
-        system = centred / np.outer(scale, scale)
-        system[np.diag_indices_from(system)] += reg * n + 1e-9 * n
-        weights = np.linalg.solve(system, rhs / scale[:, None]) / scale[:, None]
-        return weights, ybar - mean @ weights
+        rhs = (self.xty - n * np.outer(mean, ybar)) / scale[:, None]
+        return system, rhs, mean, ybar, scale
 
     def squared_error(self, weights: np.ndarray, intercept: np.ndarray) -> float:
         """Σ‖xW + b − y‖² over these rows, from the sums alone (no second pass over the data)."""

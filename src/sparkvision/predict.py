@@ -68,12 +68,17 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], int]:
     and odd-case extensions such as ``.Jpg`` left out), so the progress line matches what is labelled.
     """
     paths: list[str] = []
+    found: dict[str, None] = {}  # each file once, however many inputs reach it
     for item in inputs:
         matches = sorted(glob.glob(item, recursive=True)) if any(c in item for c in "*?[") else [item]
         if not matches or not all(os.path.exists(m) for m in matches):
             raise DataNotFoundError(f"{item}: no such file, folder or matching path.")
-        paths.extend(os.path.abspath(m) for m in matches if list_image_files([m]))
-    count = len(list_image_files(paths))
+        for m in map(os.path.abspath, matches):
+            files = list_image_files([m])
+            if files:
+                paths.append(m)
+                found.update(dict.fromkeys(files))
+    count = len(found)
     if not count:
         from sparkvision.datasets.folder import EXTENSIONS
 

@@ -110,12 +110,14 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     if s.shuffle_partitions < 1:
         raise ConfigError(f"shuffle partitions must be at least 1, not {s.shuffle_partitions}.")
     _, java_line = java_version()
+    java = java_binary() or "java"
+    driver_memory = s.conf.get("spark.driver.memory", s.driver_memory)
     submitted = submitted_conf()
     master = submitted.get("spark.master", s.master)
     archive = jvm_cds.ArchivePlan("")
     if not submitted and SparkContext._active_spark_context is None:  # the JVM starts here: check it fits first
-        check_driver_memory(s.conf.get("spark.driver.memory", s.driver_memory), *machine_memory())
-        archive = jvm_cds.plan(java_binary() or "java", java_line, pyspark.__version__)
+        check_driver_memory(driver_memory, *machine_memory())
+        archive = jvm_cds.plan(java, java_line, pyspark.__version__)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     log_conf = Path(__file__).with_name("log4j2.properties")
@@ -130,8 +132,7 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
         # The ridge's sums reach the driver one partition at a time (toLocalIterator): at large K a
         # partition's share passes Spark's default 1g limit on one result. Half the driver's heap.
-        "spark.driver.maxResultSize": format_memory(max(GiB, parse_memory(
-            s.conf.get("spark.driver.memory", s.driver_memory)) // 2 // MiB * MiB)),
+        "spark.driver.maxResultSize": format_memory(max(GiB, parse_memory(driver_memory) // 2 // MiB * MiB)),
         # The user's own options (--conf) come after ours, so theirs win where they clash.
         "spark.driver.extraJavaOptions": " ".join(filter(None, (
             f"-Dlog4j2.configurationFile=file:{log_conf}", archive.options,
@@ -154,7 +155,7 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         try:
             spark = builder.getOrCreate()
         except Exception:
-            if archive.mapping is None or jvm_cds.usable(java_binary() or "java", archive.mapping):
+            if archive.mapping is None or jvm_cds.usable(java, archive.mapping):
                 raise
             # The class archive is damaged: remove it and start the ordinary way.
             archive.mapping.unlink(missing_ok=True)
