@@ -254,3 +254,41 @@ def test_cifar100_binary_records_carry_two_label_bytes(tmp_path):
     assert len(raw) == 12 * 3074
     labels, data = parse_binary_batch(raw, "train.bin", CIFAR100)
     assert data.shape == (12, 3072) and labels.max() < 100
+
+
+_INGEST_WORKER = """
+import sys
+import json
+import numpy as np, pyarrow as pa
+from sparkvision.arrow_bytes import bytes_array
+from sparkvision.datasets.cifar import _decode_partition, locate
+source = locate(sys.argv[1], sys.argv[2], progress=False)
+first = source.files[0]
+batch = pa.RecordBatch.from_arrays([bytes_array([first.path], pa.string()),
+                                    bytes_array([open(first.path, "rb").read()], pa.binary())], ["path", "content"])
+out = pa.Table.from_batches(list(_decode_partition(iter([batch]), source)))
+print(json.dumps({"rows": out.num_rows, "id": out.column("id")[1].as_py(), "label": out.column("label")[1].as_py(),
+                  "height": out.column("height")[1].as_py(), "bytes": len(out.column("data")[1].as_py()),
+                  "origin": out.column("origin")[1].as_py(),
+                  # (blocking the import would not show it: pyarrow quietly does without pandas)
+                  "pandas": "pandas" in sys.modules}))
+"""
+
+
+def test_ingestion_tasks_need_no_pandas(cifar_py, tmp_path):
+    """The ingestion task body builds its Arrow columns from buffers: ``pa.array`` would import
+    pandas in every Python worker."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _INGEST_WORKER, str(cifar_py), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    with open(cifar_py / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        labels = pickle.load(f, encoding="bytes")[b"labels"]
+    assert got["rows"] == len(labels) and got["id"] == "data_batch_1:1" and got["label"] == labels[1]
+    assert got["height"] == 32 and got["bytes"] == 3072 and got["origin"].endswith("data_batch_1")
+    assert not got["pandas"], "the ingestion task imported pandas"

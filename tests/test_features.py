@@ -8,7 +8,8 @@ from PIL import Image
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.functions import vector_to_array
 
-from sparkvision.features import Grayscale, PixelVectorizer, feature_stages, rgb_to_gray
+from sparkvision.features import COLUMNAR_INPUT, Grayscale, PixelVectorizer, feature_stages, rgb_to_gray, \
+    vectors_from_python
 
 
 def _random_images(n, seed=0):
@@ -34,12 +35,27 @@ def test_grayscale_stage_is_bit_exact_with_pillow(spark):
         assert rows[i] == Image.fromarray(im, "RGB").convert("L").tobytes(), f"image {i} {im.shape}"
 
 
+@pytest.fixture(params=["false", "true"], ids=["vectors-from-python", "array_to_vector"])
+def vector_path(spark, request):
+    """Both of PixelVectorizer's ways to make vectors: sparkvision's sessions turn Spark's columnar
+    UDF input off (vectors come from Python); a user's own session may leave it on."""
+    old = spark.conf.get(COLUMNAR_INPUT, "true")
+    spark.conf.set(COLUMNAR_INPUT, request.param)
+    yield request.param
+    spark.conf.set(COLUMNAR_INPUT, old)
+
+
 @pytest.mark.parametrize("features, width", [("gray", 1024), ("rgb", 3072)])
-def test_pixel_vectors_are_bytes_over_255(spark, features, width):
+def test_pixel_vectors_are_bytes_over_255(spark, vector_path, features, width):
     images = _random_images(20, seed=2)[:17]  # all 32×32
     df = spark.createDataFrame([(i, im.tobytes()) for i, im in enumerate(images)], ["i", "data"])
     out = PipelineModel(feature_stages(features)).transform(df)
+    assert vectors_from_python(out) == (vector_path == "false")
+    # cached, as fit_pipeline caches a classifier's input (the columnar path failed exactly here)
+    out = out.select("i", "features").persist()
+    assert out.count() == len(images) and dict(out.dtypes)["features"] == "vector"
     got = {r.i: r.a for r in out.select("i", vector_to_array("features").alias("a")).collect()}
+    out.unpersist()
     for i, im in enumerate(images):
         src = np.asarray(Image.fromarray(im).convert("L")) if features == "gray" else im
         expected = [v / 255.0 for v in src.reshape(-1).tolist()]  # exactly the assignment's pixel/255.0
@@ -84,17 +100,20 @@ def test_bad_parameters_are_refused(spark):
 _WORKER = """
 import sys
 # What a Python worker must not need: pyspark.ml (0.9 s of imports) and pandas (0.5 s).
-for name in ("pyspark.ml", "pandas", "sparkvision.features", "sparkvision.linear"):
+for name in ("pyspark.ml", "sparkvision.features", "sparkvision.linear"):
     sys.modules[name] = None
+# pandas is checked at the end instead: blocked, pyarrow would quietly do without it
 import json
 import numpy as np, pyarrow as pa
 from pyspark import cloudpickle
-gray, pixels = (cloudpickle.loads(blob) for blob in np.load(sys.argv[1], allow_pickle=True))
+gray, pixels, vectors = (cloudpickle.loads(blob) for blob in np.load(sys.argv[1], allow_pickle=True))
 # (pa.array on Python objects would itself look for pandas: build the input from buffers)
 data = pa.Array.from_buffers(pa.binary(), 2, [None, pa.py_buffer(np.array([0, 30, 60], np.int32)),
                                               pa.py_buffer(np.arange(60, dtype=np.uint8))])
 gray_bytes = gray(data)
-print(json.dumps([list(gray_bytes.to_pylist()[1]), pixels(gray_bytes).to_pylist()[1]]))
+as_vectors = vectors(gray_bytes).to_pylist()[1]  # VectorUDT's storage: type 1 (dense) and the values
+assert "pandas" not in sys.modules, "a feature UDF imported pandas"
+print(json.dumps([list(gray_bytes.to_pylist()[1]), pixels(gray_bytes).to_pylist()[1], as_vectors]))
 """
 
 
@@ -109,12 +128,14 @@ def test_feature_udfs_run_in_a_worker_without_pyspark_ml_or_pandas(tmp_path):
 
     from sparkvision import features
 
-    blobs = np.empty(2, dtype=object)
-    blobs[:] = [cloudpickle.dumps(features._gray_udf.func), cloudpickle.dumps(features._pixel_udf(255.0).func)]
+    blobs = np.empty(3, dtype=object)
+    blobs[:] = [cloudpickle.dumps(features._gray_udf.func), cloudpickle.dumps(features._pixel_udf(255.0).func),
+                cloudpickle.dumps(features._pixel_vector_udf(255.0).func)]
     np.save(tmp_path / "udfs.npy", blobs, allow_pickle=True)
     out = subprocess.run([sys.executable, "-c", _WORKER, str(tmp_path / "udfs.npy")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    gray, pixels = json.loads(out.stdout)
+    gray, pixels, vectors = json.loads(out.stdout)
     expected = rgb_to_gray(np.arange(30, 60, dtype=np.uint8))
     assert gray == expected.tolist()
     assert pixels == (expected / 255).tolist()
+    assert vectors == {"type": 1, "size": None, "indices": None, "values": (expected / 255).tolist()}

@@ -8,6 +8,8 @@ pyarrow and :mod:`sparkvision.kernels`.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pyarrow as pa
 
@@ -30,6 +32,30 @@ def binary_array(offsets: np.ndarray, values: np.ndarray) -> pa.Array:
     """A binary Arrow array over ``values`` (contiguous bytes) cut at ``offsets`` (n + 1 of them), no copy."""
     return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
                                  [None, pa.py_buffer(np.asarray(offsets, dtype=np.int32)), pa.py_buffer(values)])
+
+
+def bytes_array(items: Sequence[bytes | str | None], kind: pa.DataType = pa.binary()) -> pa.Array:
+    """A binary or string Arrow array of Python values (``None`` is null), built from buffers.
+
+    ``pa.array`` would do the same, but its first call in a process imports pandas (0.4 s in
+    every Python worker, inside a run's first task) to look for pandas objects.
+    """
+    encoded = [b"" if x is None else x.encode() if isinstance(x, str) else bytes(x) for x in items]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+    if len(ends) and ends[-1] > np.iinfo(np.int32).max:  # past 32-bit offsets: let pyarrow chunk or refuse it
+        return pa.array(list(items), kind)
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    offsets[1:] = ends
+    nulls = np.fromiter((x is None for x in items), dtype=bool, count=len(items))
+    validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if nulls.any() else None
+    return pa.Array.from_buffers(kind, len(encoded), [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
+                                 null_count=int(nulls.sum()))
+
+
+def int32_array(values: Sequence[int] | np.ndarray) -> pa.Array:
+    """An int32 Arrow array of integers, built from a buffer (see :func:`bytes_array` on pandas)."""
+    v = np.ascontiguousarray(values, dtype=np.int32)
+    return pa.Array.from_buffers(pa.int32(), len(v), [None, pa.py_buffer(v)])
 
 
 def float_rows(arr: pa.Array) -> np.ndarray:
@@ -73,6 +99,13 @@ def scaled_batch(data: pa.Array, max_value: float) -> pa.Array:
     return list_array(offsets, scale_pixels(values, max_value))
 
 
+def vector_batch(data: pa.Array, max_value: float) -> pa.Array:
+    """PixelVectorizer's UDF body where Spark takes vectors from Python: image bytes → ``DenseVector``
+    structs of byte / ``max_value`` (see :func:`dense_vector_array`)."""
+    offsets, values = binary_parts(data)
+    return dense_vector_array(offsets, scale_pixels(values, max_value))
+
+
 def image_array(data: pa.Array, shape: tuple[int, int, int]) -> np.ndarray:
     """A binary column of equal-size images as a (n, height, width, channels) uint8 array, no copy."""
     offsets, values = binary_parts(data)
@@ -82,3 +115,21 @@ def image_array(data: pa.Array, shape: tuple[int, int, int]) -> np.ndarray:
         raise ValueError(f"PatchFeatures expects {shape[0]}×{shape[1]}×{shape[2]} images ({size} bytes); "
                          f"a row has {int(np.diff(offsets)[bad])} bytes. Set imageHeight/imageWidth/imageChannels.")
     return values.reshape(-1, *shape)
+
+
+def dense_vector_array(offsets: np.ndarray, values: np.ndarray) -> pa.Array:
+    """MLlib ``DenseVector`` structs (``VectorUDT``'s storage) over a 1-d float64 array cut at ``offsets``.
+
+    An Arrow UDF declared to return ``VectorUDT()`` hands Spark these structs (type 1 = dense,
+    values = the row's slice) and Spark stores them as vectors as they are. The alternative,
+    returning list<double> and calling ``array_to_vector``, boxes every value in the JVM (that
+    function is a Scala UDF over ``Seq[Double]``).
+    """
+    n = len(offsets) - 1
+    kind = pa.Array.from_buffers(pa.int8(), n, [None, pa.py_buffer(np.ones(n, dtype=np.int8))])
+    no_rows = pa.py_buffer(np.zeros((n + 7) // 8, dtype=np.uint8))  # validity bitmap: every row null
+    size = pa.Array.from_buffers(pa.int32(), n, [no_rows, pa.py_buffer(np.zeros(n, dtype=np.int32))], null_count=n)
+    indices = pa.Array.from_buffers(pa.list_(pa.int32()), n, [no_rows, pa.py_buffer(np.zeros(n + 1, dtype=np.int32))],
+                                    null_count=n, children=[pa.Array.from_buffers(pa.int32(), 0, [None, pa.py_buffer(b"")])])
+    return pa.StructArray.from_arrays([kind, size, indices, list_array(offsets, values)],
+                                      names=["type", "size", "indices", "values"])

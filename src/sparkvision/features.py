@@ -12,6 +12,7 @@ import pyarrow as pa
 from pyspark import StorageLevel, keyword_only
 from pyspark.ml import Estimator, Model, Transformer
 from pyspark.ml.functions import array_to_vector
+from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol, HasSeed
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
@@ -20,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
 
 from sparkvision import patch_math
-from sparkvision.arrow_bytes import gray_batch, image_array, list_array, scaled_batch
+from sparkvision.arrow_bytes import gray_batch, image_array, list_array, scaled_batch, vector_batch
 from sparkvision.kernels import patch_features, rgb_to_gray  # noqa: F401  (rgb_to_gray: public here too)
 from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
 
@@ -65,8 +66,9 @@ class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, D
 class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
     """Turn image bytes (gray or RGB) into a ``DenseVector`` of pixel values / ``maxValue``.
 
-    The default, 255, maps bytes to [0, 1] as the assignment does. Bytes become a
-    double array in one Arrow batch operation; Spark's ``array_to_vector`` makes the vector.
+    The default, 255, maps bytes to [0, 1] as the assignment does. Bytes become doubles in one
+    Arrow batch operation, handed to Spark as vectors already (:func:`vectors_from_python`), or
+    else as double arrays that Spark's ``array_to_vector`` turns into vectors.
 
     Examples
     --------
@@ -106,12 +108,36 @@ class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         max_value = float(self.getMaxValue())
         if max_value <= 0:
             raise ValueError(f"PixelVectorizer.maxValue must be positive, not {max_value}")
-        return dataset.withColumn(self.getOutputCol(), array_to_vector(_pixel_udf(max_value)(F.col(self.getInputCol()))))
+        pixels = F.col(self.getInputCol())
+        if vectors_from_python(dataset):
+            return dataset.withColumn(self.getOutputCol(), _pixel_vector_udf(max_value)(pixels))
+        return dataset.withColumn(self.getOutputCol(), array_to_vector(_pixel_udf(max_value)(pixels)))
+
+
+# Spark 4.3 feeds Arrow UDFs columnar input when this is on, and on that path it cannot turn a
+# vector (a user-defined type) returned by Python into columns: a cached result fails with
+# UNSUPPORTED_DATATYPE. Sessions that sparkvision starts turn it off (spark_session.py).
+COLUMNAR_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+
+
+def vectors_from_python(dataset: DataFrame) -> bool:
+    """Whether an Arrow UDF may return ``VectorUDT`` values in ``dataset``'s session.
+
+    Returning vectors saves the JVM ``array_to_vector``'s work: it is a Scala UDF over
+    ``Seq[Double]`` that boxes every value (1,024 per image here), a third of the features'
+    cost in the JVM. Where the session's columnar UDF input is on, the array path is used.
+    """
+    return dataset.sparkSession.conf.get(COLUMNAR_INPUT, "true").strip().lower() == "false"
 
 
 def _pixel_udf(max_value: float):
     """PixelVectorizer's Arrow UDF (its body, like Grayscale's, comes from the light arrow_bytes module)."""
     return F.arrow_udf(lambda data: scaled_batch(data, max_value), ArrayType(DoubleType(), False))
+
+
+def _pixel_vector_udf(max_value: float):
+    """PixelVectorizer's Arrow UDF returning vectors (:func:`vectors_from_python`)."""
+    return F.arrow_udf(lambda data: vector_batch(data, max_value), VectorUDT())
 
 
 DEFAULT_CENTROIDS = 1600

@@ -130,6 +130,9 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         # Arrow batches of 2,048 rows, not 10,000: a batch of patch features (8,000 values a row)
         # would otherwise be 640 MB at each JVM/Python crossing.
         "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
+        # Spark 4.3's columnar input to Arrow UDFs cannot take vectors back from Python; with it
+        # off, PixelVectorizer hands Spark vectors directly (features.vectors_from_python).
+        "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled": "false",
         # The ridge's sums reach the driver one partition at a time (toLocalIterator): at large K a
         # partition's share passes Spark's default 1g limit on one result. Half the driver's heap.
         "spark.driver.maxResultSize": format_memory(max(GiB, parse_memory(driver_memory) // 2 // MiB * MiB)),

@@ -518,7 +518,7 @@ def _decode_partition(batches: Iterator, source: CifarSource) -> Iterator:
 
     from sparkvision.datasets.table import TABLE_ARROW_SCHEMA
     from sparkvision.errors import SparkVisionError, encode_task_error
-    from sparkvision.arrow_bytes import binary_array
+    from sparkvision.arrow_bytes import binary_array, bytes_array, int32_array
     from sparkvision.faults import fail_first_attempt
 
     fail_first_attempt("ingest")  # test-only: see sparkvision.faults
@@ -542,14 +542,14 @@ def _decode_partition(batches: Iterator, source: CifarSource) -> Iterator:
                 m = stop - start
                 data_col = binary_array(np.arange(0, (m + 1) * PIXELS, PIXELS), pixels[start:stop])
                 yield pa.RecordBatch.from_arrays([
-                    pa.array([f"{name.removesuffix('.bin')}:{i}" for i in range(start, stop)], pa.string()),
-                    pa.array(labels[start:stop], pa.int32()),
-                    pa.array([splits[name]] * m, pa.string()),
-                    pa.array(np.full(m, HEIGHT, np.int32)),
-                    pa.array(np.full(m, WIDTH, np.int32)),
-                    pa.array(np.full(m, CHANNELS, np.int32)),
+                    bytes_array([f"{name.removesuffix('.bin')}:{i}" for i in range(start, stop)], pa.string()),
+                    int32_array(labels[start:stop]),
+                    bytes_array([splits[name]] * m, pa.string()),
+                    int32_array(np.full(m, HEIGHT)),
+                    int32_array(np.full(m, WIDTH)),
+                    int32_array(np.full(m, CHANNELS)),
                     data_col,
-                    pa.array([path] * m, pa.string()),
+                    bytes_array([path] * m, pa.string()),
                 ], schema=TABLE_ARROW_SCHEMA)
 
 

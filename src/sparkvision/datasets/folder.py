@@ -178,6 +178,8 @@ DECODED_COLUMNS = ("id", "label", "split", "height", "width", "nChannels", "data
 def _decode_partition(batches: Iterator, source: FolderSource, labelled: bool) -> Iterator:
     import pyarrow as pa
 
+    from sparkvision.arrow_bytes import bytes_array, int32_array
+
     schema = _schemas()[0]
     index = {c: i for i, c in enumerate(source.class_names)}
     prefixes = _root_prefixes(source) if labelled else ()
@@ -196,7 +198,9 @@ def _decode_partition(batches: Iterator, source: FolderSource, labelled: bool) -
                 errors[i] = _reason(exc)
         same = np.full(n, size, np.int32)
         columns = (paths, labels, splits, same, same, np.full(n, 3, np.int32), pixels, paths, errors)
-        yield pa.RecordBatch.from_arrays([pa.array(c, schema.field(k).type) for k, c in enumerate(columns)],
+        # From buffers, not pa.array (which imports pandas in every worker: see arrow_bytes)
+        yield pa.RecordBatch.from_arrays([int32_array(c) if pa.types.is_int32(schema.field(k).type)
+                                          else bytes_array(c, schema.field(k).type) for k, c in enumerate(columns)],
                                          schema=schema)
 
 
