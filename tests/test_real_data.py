@@ -28,8 +28,14 @@ def real_cifar(tmp_path_factory):
     return out
 
 
-def test_all_50000_real_images_reach_the_table_intact(spark, real_cifar, tmp_path_factory):
-    work = tmp_path_factory.mktemp("real-work")
+@pytest.fixture(scope="module")
+def real_work(tmp_path_factory):
+    """One work folder for the module: the run below reuses the table the first test ingests."""
+    return tmp_path_factory.mktemp("real-work")
+
+
+def test_all_50000_real_images_reach_the_table_intact(spark, real_cifar, real_work):
+    work = real_work
     table = ingest_cifar(spark, locate(real_cifar, work), work, progress=False)
     assert table.info.num_images == 50_000 and table.info.class_names == CIFAR10.label_names
     per_class = {r.label: r["count"] for r in table.df.groupBy("label").count().collect()}
@@ -42,9 +48,9 @@ def test_all_50000_real_images_reach_the_table_intact(spark, real_cifar, tmp_pat
         assert row.data == data[i].reshape(3, 32, 32).transpose(1, 2, 0).tobytes()
 
 
-def test_default_run_on_real_images_scores_like_the_assignment(spark, real_cifar, tmp_path):
+def test_default_run_on_real_images_scores_like_the_assignment(spark, real_cifar, real_work, tmp_path):
     out = tmp_path / "out"
-    assert main(["run", "--data", str(real_cifar), "--work-dir", str(tmp_path / "work"),
+    assert main(["run", "--data", str(real_cifar), "--work-dir", str(real_work),
                  "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     # The assignment's model scores about 27 % on this hold-out; chance is 10 %.
