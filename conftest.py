@@ -3,16 +3,10 @@ loopback (progress bar and UI off), and synthetic CIFAR data."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-# Every driver JVM the tests start (this session's, the CLI's subprocesses, the notebook's kernel)
-# compiles with the JIT's first tier only. On the tests' few hundred images a JVM spends more CPU
-# compiling Spark's code with the optimizing tier than that code then saves; compiled code behaves
-# the same either way. spark-submit adds SPARK_SUBMIT_OPTS to the driver's command, silently.
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1")
 
 
 @pytest.fixture(scope="session")
