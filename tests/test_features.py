@@ -139,3 +139,16 @@ def test_feature_udfs_run_in_a_worker_without_pyspark_ml_or_pandas(tmp_path):
     assert gray == expected.tolist()
     assert pixels == (expected / 255).tolist()
     assert vectors == {"type": 1, "size": None, "indices": None, "values": (expected / 255).tolist()}
+
+
+def test_python_workers_are_warmed_by_a_job_of_their_own(spark):
+    """``warm_python_workers`` runs one small job (its own job group) that imports the UDFs'
+    module in every worker, and returns at once: the run goes on while it works."""
+    from sparkvision.spark_session import WARM_UP_GROUP, warm_python_workers
+
+    thread = warm_python_workers(spark)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    tracker = spark.sparkContext.statusTracker()
+    jobs = [tracker.getJobInfo(j) for j in tracker.getJobIdsForGroup(WARM_UP_GROUP)]
+    assert jobs and all(job.status == "SUCCEEDED" for job in jobs)

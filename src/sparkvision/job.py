@@ -219,7 +219,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     from sparkvision.evaluation import evaluate
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import check_on_jvm, fit_pipeline, label_with_classes
-    from sparkvision.spark_session import build_session
+    from sparkvision.spark_session import build_session, warm_python_workers
 
     config.validate()
     final, tmp = _prepare_out(config.out)
@@ -231,6 +231,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
         with p.phase("session", f"starting Spark ({config.spark.master})"):
             if spark is None:
                 spark = build_session(config.spark)
+            warm_python_workers(spark)
         shape = (source.height, source.width, source.channels)
         stages = feature_stages(config.feature_set(), shape=shape, seed=config.seed) + [build_classifier(
             config.model, seed=config.seed, num_features=feature_size(config.feature_set(), source),

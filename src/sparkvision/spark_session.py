@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,3 +178,34 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     ship_package(spark)
     wait_for_executors(spark)
     return spark
+
+
+
+WARM_UP_GROUP = "sparkvision-warm-workers"  # the warm-up job's Spark job group
+
+
+def warm_python_workers(spark) -> threading.Thread:
+    """Start the executors' Python workers now, in the background, with numpy and pyarrow imported.
+
+    Spark starts a Python worker inside the first task that needs one: with the image table
+    already written, that is the fit's first task, which then waits a second or more for the
+    worker to start and import what the feature UDFs use. A tiny job (job group
+    :data:`WARM_UP_GROUP`), run in a thread while the driver reads the table and plans the fit,
+    starts them earlier; Spark then reuses those workers (``spark.python.worker.reuse``, on by
+    default). Failures are ignored: the real tasks start their own workers as before. Returns
+    the thread.
+    """
+    from sparkvision.arrow_bytes import warm_up
+
+    tasks = max(1, spark.sparkContext.defaultParallelism)
+
+    def run() -> None:
+        try:
+            spark.sparkContext.setJobGroup(WARM_UP_GROUP, "start the Python workers", interruptOnCancel=False)
+            spark.sparkContext.parallelize(range(tasks), tasks).foreach(warm_up)
+        except Exception:  # a stopped session, a cluster without our package: nothing lost
+            pass
+
+    thread = threading.Thread(target=run, name="sparkvision-warm-workers", daemon=True)
+    thread.start()
+    return thread
