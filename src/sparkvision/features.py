@@ -23,6 +23,7 @@ from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
 from sparkvision import patch_math
 from sparkvision.arrow_bytes import gray_batch, image_array, list_array, scaled_batch, vector_batch
 from sparkvision.kernels import patch_features, rgb_to_gray  # noqa: F401  (rgb_to_gray: public here too)
+from sparkvision.spark_session import COLUMNAR_INPUT
 from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
 
 
@@ -112,12 +113,6 @@ class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         if vectors_from_python(dataset):
             return dataset.withColumn(self.getOutputCol(), _pixel_vector_udf(max_value)(pixels))
         return dataset.withColumn(self.getOutputCol(), array_to_vector(_pixel_udf(max_value)(pixels)))
-
-
-# Spark 4.3 feeds Arrow UDFs columnar input when this is on, and on that path it cannot turn a
-# vector (a user-defined type) returned by Python into columns: a cached result fails with
-# UNSUPPORTED_DATATYPE. Sessions that sparkvision starts turn it off (spark_session.py).
-COLUMNAR_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
 
 
 def vectors_from_python(dataset: DataFrame) -> bool:

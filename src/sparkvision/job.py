@@ -229,9 +229,9 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
         source = locate_data(config.data, config.work_dir, dataset=config.dataset, image_size=config.image_size,
                              progress=progress)
         with p.phase("session", f"starting Spark ({config.spark.master})"):
-            if spark is None:
+            if spark is None:  # a new session: its Python workers are not started yet
                 spark = build_session(config.spark)
-            warm_python_workers(spark)
+                warm_python_workers(spark)
         shape = (source.height, source.width, source.channels)
         stages = feature_stages(config.feature_set(), shape=shape, seed=config.seed) + [build_classifier(
             config.model, seed=config.seed, num_features=feature_size(config.feature_set(), source),

@@ -80,6 +80,12 @@ class SparkSettings:
     conf: dict[str, str] = field(default_factory=dict)  # any other spark.* setting, applied last
 
 
+# Spark 4.3 feeds Arrow UDFs columnar input when this is on, and on that path it cannot turn a
+# vector (a user-defined type) returned by Python into columns: a cached result fails with
+# UNSUPPORTED_DATATYPE. build_session turns it off; features.vectors_from_python reads it.
+COLUMNAR_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+
+
 def _is_loopback_master(master: str) -> bool:
     return master.startswith("local") or bool(re.match(r"spark://(127\.0\.0\.1|localhost)[:/]", master))
 
@@ -133,7 +139,7 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
         # Spark 4.3's columnar input to Arrow UDFs cannot take vectors back from Python; with it
         # off, PixelVectorizer hands Spark vectors directly (features.vectors_from_python).
-        "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled": "false",
+        COLUMNAR_INPUT: "false",
         # The ridge's sums reach the driver one partition at a time (toLocalIterator): at large K a
         # partition's share passes Spark's default 1g limit on one result. Half the driver's heap.
         "spark.driver.maxResultSize": format_memory(max(GiB, parse_memory(driver_memory) // 2 // MiB * MiB)),
@@ -178,7 +184,6 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     ship_package(spark)
     wait_for_executors(spark)
     return spark
-
 
 
 WARM_UP_GROUP = "sparkvision-warm-workers"  # the warm-up job's Spark job group
