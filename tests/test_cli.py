@@ -126,6 +126,15 @@ def test_check_java_passes_here():
     assert result.returncode == 0 and "Java" in result.stdout
 
 
+def test_java_options_in_the_environment_do_not_change_the_version_line(monkeypatch):
+    from sparkvision.spark_session import java_version
+
+    plain = java_version()
+    # The java launcher prints "NOTE: Picked up JDK_JAVA_OPTIONS: ..." before the version.
+    monkeypatch.setenv("JDK_JAVA_OPTIONS", "-Xss2m")
+    assert java_version() == plain and "Picked up" not in plain[1]
+
+
 def test_cifar100_runs_through_the_same_path(spark, tmp_path):
     from sparkvision.datasets.cifar import CIFAR100
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, child_env
 from sparkvision.classifiers import CLASSIFIERS
 from sparkvision.errors import BadDataError, ConfigError
 from sparkvision.experiment import load_experiment, parse_experiment, run_experiment
@@ -221,7 +221,7 @@ def test_killed_experiment_resumes_to_the_same_results(spark, cifar_py, tmp_path
                    progress=False)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_experiment(file, cifar_py, killed, work), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+                            stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True, env=child_env())
     deadline = time.time() + 240
     while time.time() < deadline and len(list((killed / "scenarios").glob("*/result.json"))) < 1:
         assert proc.poll() is None, "the experiment finished before it could be killed"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, child_env, run_cli
 from sparkvision.atomic import remove_stale, remove_stale_in, temp_path
 from sparkvision.cli import main
 from sparkvision.faults import ENV
@@ -84,7 +84,7 @@ def _kill_when(argv: list[str], ready, timeout: float = 240, sig: int = signal.S
     default) as soon as ``ready(stderr lines so far)`` is true, check that its JVM and Python
     workers go too, and return its exit status."""
     proc = subprocess.Popen([sys.executable, "-m", "sparkvision", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True, env=child_env())
     lines: list[str] = []
 
     def read() -> None:  # the progress lines, as they come

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, child_env
 
 NOTEBOOK = ROOT / "notebooks" / "cifar10_pipeline.ipynb"
 nbformat = pytest.importorskip("nbformat")
@@ -17,7 +17,8 @@ def test_notebook_is_saved_with_outputs_cleared():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-def test_notebook_runs_end_to_end(tmp_path):
+def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("JDK_JAVA_OPTIONS", child_env()["JDK_JAVA_OPTIONS"])  # the kernel's JVM: small data
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})

@@ -77,8 +77,10 @@ def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image
     """Save a fitted PipelineModel where ``sparkvision predict`` and :func:`load_model` find it."""
     from sparkvision.job import LABELS_FILE
 
+    from sparkvision.stage_io import save_pipeline_model
+
     path = Path(path)
-    model.write().save(str(path))
+    save_pipeline_model(model, str(path))
     (path / LABELS_FILE).write_text(json.dumps({"class_names": list(class_names), "image_size": image_size}))
     return path
 

@@ -283,6 +283,7 @@ def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: in
     from sparkvision.classifiers import build_classifier
     from sparkvision.evaluation import evaluate
     from sparkvision.fitting import check_on_jvm
+    from sparkvision.stage_io import save_pipeline_model
 
     repeats, first = [], None
     for r in range(scenario.repeats):
@@ -304,7 +305,7 @@ def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: in
             first = (model, metrics, tuned)
     model, metrics, tuned = first
     # The saved model is the whole Pipeline (features + classifier): it runs on raw images.
-    PipelineModel(list(feature_stages) + [model]).write().save(str(work / "model"))
+    save_pipeline_model(PipelineModel(list(feature_stages) + [model]), str(work / "model"))
     accs, f1s = [r["accuracy"] for r in repeats], [r["f1_macro"] for r in repeats]
     return {
         "accuracy": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs),

@@ -15,7 +15,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol, HasSeed
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DoubleType, FloatType
@@ -24,14 +24,14 @@ from sparkvision import patch_math
 from sparkvision.arrow_bytes import gray_batch, image_array, list_array, scaled_batch, vector_batch
 from sparkvision.kernels import patch_features, rgb_to_gray  # noqa: F401  (rgb_to_gray: public here too)
 from sparkvision.spark_session import COLUMNAR_INPUT
-from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
+from sparkvision.stage_io import ArraysReadWrite, ParamsWritable, from_npy, to_npy
 
 
 # The UDF bodies live in arrow_bytes, not here, so the Python workers do not import pyspark.ml.
 _gray_udf = F.arrow_udf(gray_batch, BinaryType())
 
 
-class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
+class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, ParamsWritable):
     """Convert RGB image bytes (height × width × RGB) to one gray byte per pixel.
 
     Bit-for-bit what Pillow's ``Image.convert('L')`` gives, computed on whole Arrow batches.
@@ -64,7 +64,7 @@ class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, D
         return dataset.withColumn(self.getOutputCol(), _gray_udf(F.col(self.getInputCol())))
 
 
-class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
+class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, ParamsWritable):
     """Turn image bytes (gray or RGB) into a ``DenseVector`` of pixel values / ``maxValue``.
 
     The default, 255, maps bytes to [0, 1] as the assignment does. Bytes become doubles in one
@@ -245,7 +245,7 @@ class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
         return n // 2 if self.getOrDefault(self.flipInvariant) else n
 
 
-class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, DefaultParamsWritable):
+class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, ParamsWritable):
     """Learn a dictionary of image patches; its model encodes images as pooled patch activations.
 
     ``fit`` samples ``numPatches`` patches inside Spark tasks (a fraction of the images, a few

@@ -220,6 +220,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import check_on_jvm, fit_pipeline, label_with_classes
     from sparkvision.spark_session import build_session, warm_python_workers
+    from sparkvision.stage_io import save_pipeline_model
 
     config.validate()
     final, tmp = _prepare_out(config.out)
@@ -247,7 +248,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                                                          f"{config.test_fraction:.0%} hold-out")):
             metrics = evaluate(model.transform(test), table.info.class_names)
         with p.phase("save", f"saving the model to {final}"):
-            model.write().save(str(tmp / "model"))
+            save_pipeline_model(model, str(tmp / "model"), spark)
             # predict needs the class names and the image size; they travel with the model
             (tmp / "model" / LABELS_FILE).write_text(json.dumps(
                 {"class_names": list(table.info.class_names), "image_size": table.info.height}))

@@ -21,14 +21,14 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol,
                                      HasRawPredictionCol, HasRegParam, HasSeed, HasStandardization)
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
 from sparkvision.arrow_bytes import float_array, float_rows, list_array
 from sparkvision.kernels import ridge_scores
-from sparkvision.stage_io import ArraysReadWrite, from_npy, to_npy
+from sparkvision.stage_io import ArraysReadWrite, ParamsWritable, from_npy, to_npy
 
 
 class _RidgeParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredictionCol,
@@ -51,7 +51,7 @@ class _RidgeParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
                      standardization=True, softmaxScale=10.0)
 
 
-class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, DefaultParamsWritable):
+class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWritable):
     """Linear classifier: ridge regression of one-hot labels, argmax of the scores.
 
     ``regParam`` is relative: with standardised features λ = regParam × number of rows, so the

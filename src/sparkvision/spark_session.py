@@ -48,7 +48,10 @@ def java_version() -> tuple[int, str]:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise JavaNotFoundError(f"Could not run {java} -version ({exc}). {_INSTALL_JAVA}") from exc
-    text = (out.stderr or out.stdout).strip()
+    # The launcher announces JDK_JAVA_OPTIONS, JAVA_TOOL_OPTIONS and _JAVA_OPTIONS before the version
+    # ("NOTE: Picked up ..."): not part of the version, and they would change the class archive's key.
+    text = "\n".join(line for line in (out.stderr or out.stdout).strip().splitlines()
+                     if "Picked up " not in line).strip()
     match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
     if not match:
         raise JavaNotFoundError(f"Could not read the Java version from {java}: {text!r}. {_INSTALL_JAVA}")
