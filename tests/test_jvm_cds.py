@@ -49,6 +49,8 @@ def test_first_jvm_writes_the_archive_and_the_next_maps_it(cache):
     assert sorted(p.name for p in cache.iterdir()) == sorted([final.name, other.writing.name + ".jvm"])
     assert _java(second.options).wait() == 0
     assert jvm_cds.archive_path(java, line, "another-spark") != final
+    # Another install of the same Spark (another virtual environment) has other jars on its class path.
+    assert jvm_cds.archive_path(java, line, SPARK, home=str(cache / "another-venv")) != final
 
 
 def test_a_truncated_archive_is_never_put_in_place(cache):

@@ -7,7 +7,7 @@ JVM started with a given Java and Spark writes the archive as it exits
 (``-XX:ArchiveClassesAtExit``); every later one maps it (``-XX:SharedArchiveFile``).
 
 The archive lives in the user's cache (``SPARKVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or
-``~/.cache``, then ``sparkvision/jvm``), keyed by the Java and Spark it was made with. It is
+``~/.cache``, then ``sparkvision/jvm``), keyed by the Java and the Spark install it was made with. It is
 written under a temporary name and renamed into place by a later run once the JVM that wrote
 it has exited, so a JVM never maps a half-written archive. An archive Java cannot use costs
 only the speed-up: Java then loads classes the ordinary way (``-Xshare:auto``, its default).
@@ -42,9 +42,19 @@ def cache_dir() -> Path:
     return Path(root) / "jvm"
 
 
-def archive_path(java: str, java_line: str, spark_version: str) -> Path:
-    """The archive for this Java binary, its version line and this Spark version."""
-    key = hashlib.sha256(f"{os.path.realpath(java)}|{java_line}|{spark_version}".encode()).hexdigest()[:16]
+def spark_home() -> str:
+    """Where the Spark that PySpark starts is installed (``SPARK_HOME``, else pyspark's folder)."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    return os.path.realpath(_find_spark_home())
+
+
+def archive_path(java: str, java_line: str, spark_version: str, home: str | None = None) -> Path:
+    """The archive for this Java binary, its version line, this Spark version and its install folder
+    ``home`` (default :func:`spark_home`). Java maps an archive only into a JVM with the class path
+    it was made with (Spark's jars folder), so two installs (two virtual environments) need two."""
+    home = home or spark_home()
+    key = hashlib.sha256(f"{os.path.realpath(java)}|{java_line}|{spark_version}|{home}".encode()).hexdigest()[:16]
     return cache_dir() / f"spark-{spark_version}-{key}.jsa"
 
 
