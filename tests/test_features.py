@@ -142,8 +142,8 @@ def test_feature_udfs_run_in_a_worker_without_pyspark_ml_or_pandas(tmp_path):
 
 
 def test_python_workers_are_warmed_by_a_job_of_their_own(spark):
-    """``warm_python_workers`` runs one small job (its own job group) that imports the UDFs'
-    module in every worker, and returns at once: the run goes on while it works."""
+    """``warm_python_workers`` runs one small job (its own job group) through the feature UDFs,
+    which starts and imports their workers, and returns at once: the run goes on while it works."""
     from sparkvision.spark_session import WARM_UP_GROUP, warm_python_workers
 
     thread = warm_python_workers(spark)

@@ -133,8 +133,3 @@ def dense_vector_array(offsets: np.ndarray, values: np.ndarray) -> pa.Array:
                                     null_count=n, children=[pa.Array.from_buffers(pa.int32(), 0, [None, pa.py_buffer(b"")])])
     return pa.StructArray.from_arrays([kind, size, indices, list_array(offsets, values)],
                                       names=["type", "size", "indices", "values"])
-
-
-def warm_up(_: object = None) -> None:
-    """Nothing: a task calling it makes its Python worker import this module, so numpy and
-    pyarrow are loaded before the first feature task (``spark_session.warm_python_workers``)."""
