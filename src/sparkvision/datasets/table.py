@@ -120,9 +120,11 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
     tmp = temp_path(path)
     try:
         # Files of ~12 MB (and row groups of 8 MB) let a reader spread the table evenly over any
-        # number of cores; one file per task would leave cores idle when tasks are few.
+        # number of cores; one file per task would leave cores idle when tasks are few. No
+        # compression: Snappy (Spark's default) made the CIFAR table 149 MB instead of 150 MB, for
+        # 0.25-0.3 s more per write (pixels do not compress; benchmarked in BENCHMARKS.md).
         (rows.write.option("maxRecordsPerFile", 4096).option("parquet.block.size", 8 << 20)
-         .parquet(str(tmp)))
+         .option("compression", "none").parquet(str(tmp)))
         has_errors = "error" in rows.columns
         skipped, num_bad = [], 0
         if has_errors:  # one pass over the small error column counts both kinds
