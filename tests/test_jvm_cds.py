@@ -68,6 +68,22 @@ def test_a_truncated_archive_is_never_put_in_place(cache):
     assert not first.writing.exists()
 
 
+def test_archives_no_start_has_used_for_a_month_are_removed(cache):
+    java, line = java_binary(), java_version()[1]
+    final = jvm_cds.archive_path(java, line, SPARK)
+    cache.mkdir()
+    old, recent = cache / "spark-3.5.0-0123456789abcdef.jsa", cache / "spark-4.3.0-fedcba9876543210.jsa"
+    for archive in (final, old, recent):
+        archive.write_bytes(b"archive")
+    month_ago = os.path.getmtime(final) - jvm_cds.UNUSED_S - 60
+    for archive in (final, old):
+        os.utime(archive, (month_ago, month_ago))
+    plan = jvm_cds.plan(java, line, SPARK)
+    assert plan.mapping == final and final.is_file()  # this start's own archive is kept, however old,
+    assert os.path.getmtime(final) > month_ago + jvm_cds.UNUSED_S  # and marked as used now
+    assert not old.exists() and recent.exists()  # another install's is removed only when unused
+
+
 def test_switched_off_by_the_environment(cache, monkeypatch):
     monkeypatch.setenv(jvm_cds.ENV_SWITCH, "0")
     assert jvm_cds.plan(java_binary(), java_version()[1], SPARK).options == ""

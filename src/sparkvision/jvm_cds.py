@@ -7,7 +7,8 @@ JVM started with a given Java and Spark writes the archive as it exits
 (``-XX:ArchiveClassesAtExit``); every later one maps it (``-XX:SharedArchiveFile``).
 
 The archive lives in the user's cache (``SPARKVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or
-``~/.cache``, then ``sparkvision/jvm``), keyed by the Java and the Spark install it was made with. It is
+``~/.cache``, then ``sparkvision/jvm``), keyed by the Java and the Spark install it was made with
+(one no start has mapped for 30 days is removed). It is
 written under a temporary name and renamed into place by a later run once the JVM that wrote
 it has exited, so a JVM never maps a half-written archive. An archive Java cannot use costs
 only the speed-up: Java then loads classes the ordinary way (``-Xshare:auto``, its default).
@@ -33,6 +34,9 @@ QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an unusable archive is not wort
 # The first complete one is put in place; the others are removed.
 MAX_WRITERS = 2
 ABANDONED_S = 3600  # a temporary archive whose JVM never said its pid (it failed to start) is removed after this
+# An archive no JVM has mapped for this long (an older Spark or Java, a deleted virtual environment)
+# is removed: each is about 200 MB, and every start marks the one it maps by its modification time.
+UNUSED_S = 30 * 24 * 3600
 
 
 def cache_dir() -> Path:
@@ -113,6 +117,20 @@ def promote_finished(java: str, final: Path) -> None:
                 sidecar.unlink(missing_ok=True)
 
 
+def remove_unused(final: Path, now: float | None = None) -> list[Path]:
+    """Remove the cache's other archives that no start has mapped for :data:`UNUSED_S`; return them."""
+    now = time.time() if now is None else now
+    removed = []
+    for other in final.parent.glob("spark-*.jsa"):
+        try:
+            if other != final and now - other.stat().st_mtime > UNUSED_S:
+                other.unlink()
+                removed.append(other)
+        except OSError:  # gone meanwhile, or another user's
+            pass
+    return removed
+
+
 class ArchivePlan:
     """The JVM options for one driver start, and what to record once the JVM runs."""
 
@@ -138,9 +156,14 @@ def plan(java: str, java_line: str, spark_version: str) -> ArchivePlan:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         promote_finished(java, final)
+        remove_unused(final)
     except OSError:  # a read-only or odd cache folder: start without the archive
         return ArchivePlan("")
     if final.is_file():
+        try:
+            os.utime(final)  # in use: not to be removed as unused
+        except OSError:  # another user's archive in a shared cache: still mappable
+            pass
         return ArchivePlan(f"-XX:SharedArchiveFile={final} {QUIET}", mapping=final)
     if len(list(final.parent.glob(f".{final.name}.tmp-*.jvm"))) >= MAX_WRITERS:
         return ArchivePlan("")  # enough JVMs will write one as they exit
