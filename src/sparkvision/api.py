@@ -75,8 +75,7 @@ def load_folder(spark, path: str | os.PathLike, *, image_size: int = 32, strict:
 
 def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image_size: int = 32) -> Path:
     """Save a fitted PipelineModel where ``sparkvision predict`` and :func:`load_model` find it."""
-    from sparkvision.job import LABELS_FILE
-
+    from sparkvision.predict import LABELS_FILE
     from sparkvision.stage_io import save_pipeline_model
 
     path = Path(path)

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from sparkvision import __version__
 from sparkvision.atomic import remove_stale_in, temp_path
 from sparkvision.errors import ConfigError, SparkVisionError, decode_task_error
-from sparkvision.predict import LABELS_FILE  # beside a saved PipelineModel (defined where pyspark is not imported)
+from sparkvision.predict import LABELS_FILE  # noqa: F401 (re-exported) beside a saved PipelineModel (defined where pyspark is not imported)
 from sparkvision.spark_session import SparkSettings
 
 FEATURE_SETS = ("gray", "rgb", "patches")  # and patches:K in experiment files
@@ -220,7 +220,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import check_on_jvm, fit_pipeline, label_with_classes
     from sparkvision.spark_session import build_session, warm_python_workers
-    from sparkvision.stage_io import save_pipeline_model
+    from sparkvision.api import save_model
 
     config.validate()
     final, tmp = _prepare_out(config.out)
@@ -248,10 +248,8 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                                                          f"{config.test_fraction:.0%} hold-out")):
             metrics = evaluate(model.transform(test), table.info.class_names)
         with p.phase("save", f"saving the model to {final}"):
-            save_pipeline_model(model, str(tmp / "model"), spark)
             # predict needs the class names and the image size; they travel with the model
-            (tmp / "model" / LABELS_FILE).write_text(json.dumps(
-                {"class_names": list(table.info.class_names), "image_size": table.info.height}))
+            save_model(model, tmp / "model", table.info.class_names, table.info.height)
         metrics.update({
             "seconds": {**p.seconds, "total": p.total()},
             "fit_seconds": {**fit_detail, **{f"ridge {k}": v for k, v in getattr(model.stages[-1], "fitSeconds", {}).items()}},

@@ -85,9 +85,9 @@ class ParamsWritable(DefaultParamsWritable):
         return ParamsWriter(self)
 
 
-class _ArraysWriter(DefaultParamsWriter):
+class _ArraysWriter(ParamsWriter):
     def saveImpl(self, path: str) -> None:
-        save_metadata(self.instance, path, self.sparkSession)
+        super().saveImpl(path)
         blob = io.BytesIO()
         np.savez(blob, **self.instance._get_arrays())
         frame = self.sparkSession.createDataFrame([(bytearray(blob.getvalue()),)], "arrays binary")
