@@ -17,6 +17,8 @@ from pyspark.ml.classification import (DecisionTreeClassifier, GBTClassifier, Li
                                        RandomForestClassifier)
 from pyspark.ml.param import Param
 
+from sparkvision.cnn.settings import CNN_DEFAULTS, check_cnn_params, parse_cnn_value
+from sparkvision.cnn.stages import CNNClassifier
 from sparkvision.linear import RidgeClassifier
 
 
@@ -30,6 +32,9 @@ class ClassifierSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     tunable: tuple[str, ...] = ()
     one_vs_rest: bool = False
+    check: Callable[[dict[str, Any]], None] | None = None  # ranges checked before Spark (the CNN's; MLlib's are the JVM's)
+    reads_images: bool = False  # takes the image table's bytes directly: no feature stages before it
+    parse: Callable[[str, Any], Any] | None = None  # a command-line value (e.g. "64,128,128") to the Param's type
 
 
 CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
@@ -55,6 +60,9 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
                    RidgeClassifier, {}, ("regParam", "regGrid", "validationFraction", "standardization")),
     ClassifierSpec("naive_bayes", "Gaussian naive Bayes", NaiveBayes, {"modelType": "gaussian"},
                    ("modelType", "smoothing")),
+    ClassifierSpec("cnn", "airbench's convolutional network on the RGB images, trained with TorchDistributor "
+                   "(needs the torch extra)", CNNClassifier, {}, (*CNN_DEFAULTS, "checkpointDir"),
+                   check=check_cnn_params, reads_images=True, parse=parse_cnn_value),
 ]}
 
 
@@ -71,6 +79,10 @@ def check_params(name: str, params: dict[str, Any]) -> None:
             check_value(name, key, value)
         except ValueError as exc:
             raise ValueError(f"{key}={value!r}: {exc}") from None
+    spec = CLASSIFIERS[name]
+    if spec.check is not None:
+        converted = {key: getattr(spec.estimator, key).typeConverter(value) for key, value in params.items()}
+        spec.check(converted)
 
 
 def check_names(name: str, params: Iterable[str]) -> None:
@@ -117,6 +129,8 @@ def build_classifier(name: str, *, featuresCol: str = "features", labelCol: str 
     inner = spec.estimator(**values)
     if seed is not None and inner.hasParam("seed"):
         inner.setSeed(seed)
+    if spec.reads_images:  # reads the image bytes (``data``), not a feature vector
+        return inner.setLabelCol(labelCol)
     if not spec.one_vs_rest:
         return inner.setFeaturesCol(featuresCol).setLabelCol(labelCol)
     return OneVsRest(classifier=inner, featuresCol=featuresCol, labelCol=labelCol)

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "--features patches)")
     run.add_argument("--num-trees", type=int, default=None, help="trees in the forest (default 10)")
     run.add_argument("--max-depth", type=int, default=None, help="maximum tree depth (default 5)")
+    run.add_argument("--epochs", type=float, default=None,
+                     help="--model cnn: passes over the training images (default 10)")
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
                      help="any tunable parameter of the model, e.g. regParam=0.1 or hidden=[256]; repeatable")
     run.add_argument("--seed", type=int, default=42, help="seed of the hold-out split and the model (default 42)")
@@ -167,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(data=args.data, dataset=args.dataset, features=args.features, centroids=args.centroids,
                        model=model,
                        params={k: _param_value(v) for k, v in args.param}, num_trees=args.num_trees,
-                       max_depth=args.max_depth, seed=args.seed, out=args.out, strict=args.strict,
+                       max_depth=args.max_depth, epochs=args.epochs, seed=args.seed, out=args.out, strict=args.strict,
                        image_size=args.image_size,
                        work_dir=args.work_dir or default_work_dir(), spark=_spark_settings(args))
     m = run_job(config, progress=not args.quiet)
@@ -177,6 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("time     " + "   ".join(f"{k} {v:.1f}s" for k, v in secs.items()))
     print(f"outputs  {m['config']['out']}/model (PipelineModel), {m['config']['out']}/metrics.json")
     print(f"table    {m['data']['table']}" + (" (reused)" if m["data"]["table_reused"] else " (written)"))
+    if "cnn" in m:
+        cnn = m["cnn"]
+        last = cnn["curve"][-1] if cnn.get("curve") else {}
+        resumed = f", resumed after epoch {cnn['resumed_after_epoch']}" if cnn.get("resumed_after_epoch") else ""
+        print(f"cnn      {cnn['precision']} on {cnn['device']}, {cnn['processes']} process(es) × "
+              f"{cnn['threads_per_process']} thread(s), {cnn.get('epochs_run', '?')} epochs, "
+              f"{last.get('images_per_s', 0):,.0f} images/s in the last{resumed}; the curve is in metrics.json")
     if m["data"]["skipped_files"]:
         print(f"skipped  {m['data']['skipped_files']} unreadable file(s), listed in metrics.json; the first:")
         for item in m["data"]["skipped"][:5]:

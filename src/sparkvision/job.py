@@ -43,6 +43,7 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)  # the model's Params, over its defaults
     num_trees: int | None = None   # shorthands for params numTrees / maxDepth (tree models)
     max_depth: int | None = None
+    epochs: float | None = None    # shorthand for the CNN's param epochs
     seed: int = 42                 # the hold-out split's (the assignment's) and the model's seed; PySpark's
                                    # default model seed is a string hash, which changes every process
     test_fraction: float = 0.2     # used only when the data has no test batch
@@ -60,11 +61,17 @@ class RunConfig:
         """The model's parameters: ``params`` with the tree shorthands applied."""
         from sparkvision.classifiers import CLASSIFIERS
 
+        spec = CLASSIFIERS.get(self.model)
         params = dict(self.params)
-        for flag, name, value in (("--num-trees", "numTrees", self.num_trees), ("--max-depth", "maxDepth", self.max_depth)):
+        if spec is not None and spec.parse is not None:
+            try:
+                params = {key: spec.parse(key, value) for key, value in params.items()}
+            except ValueError as exc:
+                raise ConfigError(f"--param: {exc}.") from None
+        for flag, name, value in (("--num-trees", "numTrees", self.num_trees), ("--max-depth", "maxDepth", self.max_depth),
+                                  ("--epochs", "epochs", self.epochs)):
             if value is None:
                 continue
-            spec = CLASSIFIERS.get(self.model)
             if spec is not None and name not in spec.tunable:
                 raise ConfigError(f"{flag} does not apply to --model {self.model}; it tunes {', '.join(spec.tunable)}.")
             params[name] = value
@@ -72,7 +79,8 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values that cannot work, before any work starts."""
-        from sparkvision.classifiers import check_params
+        from sparkvision.classifiers import CLASSIFIERS, check_params
+        from sparkvision.cnn.settings import require_torch
 
         if self.features not in FEATURE_SETS:
             raise ConfigError(f"--features {self.features!r}: choose one of {', '.join(FEATURE_SETS)}.")
@@ -83,6 +91,11 @@ class RunConfig:
             check_params(self.model, self.model_params())
         except ValueError as exc:
             raise ConfigError(f"--model/--param: {exc}.") from None
+        if CLASSIFIERS[self.model].reads_images:
+            require_torch()
+            if self.features != "gray":  # gray is the default: only an explicit other choice is refused
+                raise ConfigError(f"--model {self.model} learns from the RGB images themselves; drop --features "
+                                  f"{self.features}.")
         if self.num_trees is not None and self.num_trees < 1:
             raise ConfigError(f"--num-trees must be at least 1, not {self.num_trees}.")
         if self.max_depth is not None and not 1 <= self.max_depth <= 30:
@@ -210,12 +223,25 @@ def split_table(df, has_test: bool, test_fraction: float, seed: int):
     return df.filter(~held_out), df.filter(held_out)
 
 
+def cnn_checkpoint_dir(config: RunConfig, table_fingerprint: str) -> Path:
+    """``WORK/cnn/<key>``: the CNN's shard and epoch checkpoints for this table, split and settings.
+
+    The key covers everything that decides what training computes, so only the same command
+    (same data, seed, hold-out and Params) resumes from it.
+    """
+    import hashlib
+
+    key = json.dumps({"table": table_fingerprint, "seed": config.seed, "test_fraction": config.test_fraction,
+                      "model": config.model, "params": config.model_params()}, sort_keys=True)
+    return Path(config.work_dir) / "cnn" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str, Any]:
     """Run the pipeline described by ``config``; return the metrics (also in ``OUT/metrics.json``).
 
     Uses ``spark`` when given (tests share one session), else starts one from ``config.spark``.
     """
-    from sparkvision.classifiers import build_classifier
+    from sparkvision.classifiers import CLASSIFIERS, build_classifier
     from sparkvision.evaluation import evaluate
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import check_on_jvm, fit_pipeline, label_with_classes
@@ -234,14 +260,23 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                 spark = build_session(config.spark)
                 warm_python_workers(spark)
         shape = (source.height, source.width, source.channels)
-        stages = feature_stages(config.feature_set(), shape=shape, seed=config.seed) + [build_classifier(
-            config.model, seed=config.seed, num_features=feature_size(config.feature_set(), source),
+        reads_images = CLASSIFIERS[config.model].reads_images
+        features = [] if reads_images else feature_stages(config.feature_set(), shape=shape, seed=config.seed)
+        stages = features + [build_classifier(
+            config.model, seed=config.seed, num_features=None if reads_images else feature_size(config.feature_set(), source),
             num_classes=len(source.label_names), **config.model_params())]
         check_on_jvm(stages[-1])  # a bad parameter value fails here, before any data is read
         with p.phase("ingest", f"loading {source.root} into the image table"):
             table = ingest(spark, source, config.work_dir, strict=config.strict, progress=progress)
             labeled = label_with_classes(table.df, table.info.class_names)
             train, test = split_table(labeled, table.info.has_test, config.test_fraction, config.seed)
+        checkpoints = None
+        if reads_images and not stages[-1].isSet("checkpointDir"):
+            # Kept between runs of the same command: a killed run resumes after its last finished epoch.
+            checkpoints = cnn_checkpoint_dir(config, table.info.fingerprint)
+            stages[-1].setCheckpointDir(str(checkpoints))
+        if reads_images:
+            stages[-1].progress = progress
         with p.phase("fit", f"fitting Pipeline[{', '.join(type(s).__name__ for s in stages)}]"):
             model = fit_pipeline(stages, train, timings=(fit_detail := {}))
         with p.phase("evaluate", "evaluating on the " + ("test batch" if table.info.has_test else
@@ -262,12 +297,17 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             "spark_master": spark.sparkContext.master,  # the one used: spark-submit's may differ from --master
             "versions": _versions(spark),
         })
+        summary = getattr(model.stages[-1], "trainingSummary", None)
+        if summary:  # the CNN: its training curve, precision, device and processes
+            metrics["cnn"] = summary
         chosen = getattr(model.stages[-1], "validationErrors", None)
         if chosen:  # the ridge classifier chose its regParam on held-out sums
             metrics["regParam_chosen"] = model.stages[-1].getRegParam()
             metrics["regParam_validation_mse"] = {str(k): v for k, v in chosen.items()}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         os.replace(tmp, final)
+        if checkpoints is not None:  # the model is saved: the epochs' checkpoints have served
+            shutil.rmtree(checkpoints, ignore_errors=True)
         return metrics
     except SparkVisionError:
         raise

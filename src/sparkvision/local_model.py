@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sparkvision.errors import ConfigError, DataNotFoundError
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
 
 _FOREST = "org.apache.spark.ml.classification.RandomForestClassificationModel"
 _TREE = "org.apache.spark.ml.classification.DecisionTreeClassificationModel"
@@ -384,12 +384,37 @@ def _naive_bayes(folder: Path, p: dict[str, Any], meta: dict[str, Any]) -> Calla
     return apply
 
 
+def _cnn(folder: Path, p: dict[str, Any]) -> Callable[[Columns], None]:
+    """The CNN through torch in this process (``cnn.inference.Predictor``, as in the Spark tasks)."""
+    from sparkvision.cnn.inference import Predictor
+    from sparkvision.cnn.settings import check_safetensors, require_torch
+
+    require_torch()
+    (row,) = _parquet_rows(folder / "data")
+    weights = bytes(row["weights"])
+    check_safetensors(weights, folder / "data")
+    config = {"widths": p["widths"], "numClasses": p["numClasses"], "imageShape": p["imageShape"],
+              "tta": p["tta"], "precision": p["precision"]}
+    try:
+        predictor = Predictor(weights, config)
+    except ValueError as exc:
+        raise BadDataError(f"{folder / 'data'}: {exc}. Train again, or copy the model folder again.") from None
+
+    def apply(cols: Columns) -> None:
+        x = _bytes_column(cols, p["inputCol"], folder.name)
+        raw, prob = predictor.predict_images(x.reshape(len(x), *predictor.shape))
+        _classifier_outputs(cols, p, raw.astype(np.float64), prob.astype(np.float64),
+                            prob.argmax(axis=1).astype(np.float64))
+    return apply
+
+
 # Stage class → the function that builds it: ours from the folder and Params, MLlib's with the metadata too
 _OURS: dict[str, Callable[[Path, dict[str, Any]], Callable[[Columns], None]]] = {
     "sparkvision.features.Grayscale": _grayscale,
     "sparkvision.features.PixelVectorizer": _pixel_vectorizer,
     "sparkvision.features.PatchFeaturesModel": _patch_features,
     "sparkvision.linear.RidgeClassifierModel": _ridge,
+    "sparkvision.cnn.stages.CNNClassificationModel": _cnn,
 }
 _MLLIB: dict[str, Callable[[Path, dict[str, Any], dict[str, Any]], Callable[[Columns], None]]] = {
     _FOREST: _forest,

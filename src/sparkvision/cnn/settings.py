@@ -1,0 +1,128 @@
+"""The CNN's defaults and checks, importable without torch or Spark (the CLI checks options with them).
+
+The defaults are airbench's recipe with the widths and epochs measured for two CPU cores
+(BENCHMARKS.md, section "CNN"). ``precision="auto"`` picks bfloat16 only where the hardware
+computes it natively (a GPU, or a CPU with AMX or AVX512-BF16): elsewhere PyTorch emulates it,
+and on an AVX2-only CPU measured here it trained 13× slower than float32.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from sparkvision.errors import ConfigError
+
+TORCH_EXTRA = "pip install 'sparkvision[torch]'"
+
+# The training Params of CNNClassifier (camelCase, as pyspark.ml names them) and their defaults.
+CNN_DEFAULTS: dict[str, Any] = {
+    "epochs": 10.0,
+    "widths": [64, 128, 128],
+    "batchSize": 1024,
+    "learningRate": 11.5,
+    "weightDecay": 0.0153,
+    "labelSmoothing": 0.2,
+    "augment": True,
+    "tta": True,
+    "precision": "auto",
+    "numProcesses": 0,
+    "gpu": "auto",
+}
+PRECISIONS = ("auto", "float32", "bfloat16")
+GPU_CHOICES = ("auto", "true", "false")
+
+
+def require_torch() -> None:
+    """Raise :class:`ConfigError` saying which extra to install when PyTorch is missing."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("safetensors") is None:
+        raise ConfigError(f"--model cnn needs PyTorch and safetensors, which are not installed. Install the "
+                          f"torch extra: {TORCH_EXTRA} (or `make setup`, which installs it).")
+
+
+def parse_cnn_value(key: str, value: Any) -> Any:
+    """A command-line value for Param ``key``: ``widths=64,128,128`` becomes a list; others pass."""
+    if key == "widths" and isinstance(value, str):
+        try:
+            return [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(f"widths must be three whole numbers separated by commas, e.g. 64,128,128; "
+                             f"not {value!r}") from None
+    return value
+
+
+def check_cnn_params(values: dict[str, Any]) -> None:
+    """Raise ValueError (the reason, naming the Param) for values that cannot train; no torch needed."""
+    merged = {**CNN_DEFAULTS, **values}
+    epochs = merged["epochs"]
+    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not epochs > 0:
+        raise ValueError(f"epochs must be a number above 0, not {epochs!r}")
+    widths = merged["widths"]
+    if not (isinstance(widths, (list, tuple)) and len(widths) == 3
+            and all(type(w) is int and 1 <= w <= 4096 for w in widths)):
+        raise ValueError(f"widths must be three whole numbers between 1 and 4096 (the conv groups' channels), "
+                         f"e.g. 64,128,128; not {widths!r}")
+    for name, low in (("batchSize", 1), ("numProcesses", 0)):
+        value = merged[name]
+        if type(value) is not int or value < low:
+            raise ValueError(f"{name} must be a whole number ≥ {low}, not {value!r}")
+    for name in ("learningRate", "weightDecay"):
+        value = merged[name]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a number ≥ 0, not {value!r}")
+    smoothing = merged["labelSmoothing"]
+    if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
+        raise ValueError(f"labelSmoothing must be in [0, 1), not {smoothing!r}")
+    for name in ("augment", "tta"):
+        if not isinstance(merged[name], bool):
+            raise ValueError(f"{name} must be true or false, not {merged[name]!r}")
+    if merged["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {merged['precision']!r}")
+    if merged["gpu"] not in GPU_CHOICES:
+        raise ValueError(f"gpu must be one of {', '.join(GPU_CHOICES)}, not {merged['gpu']!r}")
+
+
+def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16), from /proc/cpuinfo."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return bool({"amx_bf16", "avx512_bf16"} & set(flags))
+
+
+def resolve_precision(precision: str, use_gpu: bool) -> str:
+    """``float32`` or ``bfloat16`` for ``precision`` (``auto`` decides from the hardware)."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if use_gpu or cpu_has_native_bfloat16() else "float32"
+
+
+def check_safetensors(blob: bytes, where: object) -> None:
+    """Raise :class:`BadDataError` naming ``where`` unless ``blob`` is a well-formed safetensors file
+    (its length-prefixed JSON header, every tensor's bytes inside the file). No torch needed."""
+    import json
+    import struct
+
+    from sparkvision.errors import BadDataError
+
+    fix = "It is written by `sparkvision run --model cnn`; train again, or copy the model folder again."
+    if len(blob) < 8:
+        raise BadDataError(f"{where}: the weights are {len(blob)} bytes, too short for a safetensors file. {fix}")
+    (size,) = struct.unpack("<Q", blob[:8])
+    try:
+        header = json.loads(blob[8:8 + size]) if 8 + size <= len(blob) else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise BadDataError(f"{where}: the weights are not a safetensors file (no readable header). {fix}")
+    body = len(blob) - 8 - size
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1] <= body):
+            raise BadDataError(f"{where}: tensor {name!r} of the weights lies outside the file (truncated?). {fix}")
