@@ -2,7 +2,7 @@
 PyTorch loop in one process without Spark, back to back on the same machine.
 
     .venv/bin/python benchmarks/cnn.py DATA [--epochs E] [--widths 64,128,128] [--only spark|plain]
-                                            [--processes N] [--json FILE]
+                                            [--processes N] [--param NAME=VALUE] [--json FILE]
 
 DATA is a folder holding cifar-10-batches-py (make it from ../shared/data with
 make_cifar_batches.py). Steps, each timed:
@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--widths", default=None, help="e.g. 64,128,128 (default: the package's)")
     parser.add_argument("--processes", type=int, default=None, help="numProcesses of the Spark run")
     parser.add_argument("--only", choices=("spark", "plain"), default=None)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="another --param for the Spark run (e.g. tta=false)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -124,7 +126,7 @@ def main() -> None:
         work = tmp_path / "work"
         if args.only != "plain":
             record["spark"] = run_spark(args.data, work, tmp_path / "run", args.epochs, args.widths,
-                                        args.processes, [])
+                                        args.processes, [a for p in args.param for a in ("--param", p)])
             print(f"sparkvision run --model cnn: {record['spark']['wall']} s, accuracy "
                   f"{record['spark']['accuracy']:.2%}, phases {record['spark']['seconds']}", flush=True)
         if args.only != "spark":

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -30,3 +35,42 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 240) -> subproce
     full_env = child_env(env)
     return subprocess.run([sys.executable, "-m", "sparkvision", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=ROOT)
+
+
+def kill_when(argv: list[str], ready, timeout: float = 240, sig: int = signal.SIGKILL) -> int:
+    """Start ``sparkvision`` with ``argv``, send ``sig`` to its Python process (``kill -9 PID`` by
+    default) as soon as ``ready(stderr lines so far)`` is true, check that its JVM and Python
+    workers go too, and return its exit status."""
+    proc = subprocess.Popen([sys.executable, "-m", "sparkvision", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True, env=child_env())
+    lines: list[str] = []
+
+    def read() -> None:  # the progress lines, as they come
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + timeout
+        while not ready(lines):
+            assert proc.poll() is None and time.time() < deadline, "".join(lines)  # it must not finish first
+            time.sleep(0.02)
+        os.kill(proc.pid, sig)
+        status = proc.wait()
+        gone = time.time() + 60
+        while time.time() < gone:  # the JVM exits when its Python's pipe closes; its workers follow
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run's JVM outlived its killed Python process by a minute")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reader.join(timeout=10)
+    return status

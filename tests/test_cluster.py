@@ -218,6 +218,25 @@ def test_run_on_the_cluster_equals_local_mode(spark, cluster, worker_python, loc
 
 
 @pytest.mark.cluster
+def test_the_cnn_trains_in_barrier_tasks_on_the_cluster(cluster, worker_python, cifar_py, tmp_path):
+    """TorchDistributor's cluster mode: one barrier task per process, torchrun in each, DDP over gloo;
+    the workers import sparkvision only from the shipped zip, torchrun's processes included."""
+    cluster.ensure_workers(2)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "sparkvision", *_run_args(cifar_py, out, tmp_path / "work"),
+                           "--master", cluster.url, "--executor-memory", "512m", "--model", "cnn", "--epochs", "3",
+                           "--param", "widths=16,32,32", "--param", "batchSize=64"],
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT, env=_cluster_env(worker_python))
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["spark_master"] == cluster.url
+    cnn = metrics["cnn"]
+    assert cnn["processes"] == 2 and cnn["world_size"] == 2 and len(cnn["curve"]) == 3
+    assert metrics["accuracy"] > 0.2  # chance is 0.1; the tiny local run in test_cnn.py learns the same way
+    assert "epoch 3/3" in done.stderr  # rank 0's progress lines reach the driver
+
+
+@pytest.mark.cluster
 def test_spark_submit_settings_are_used(spark, cluster, worker_python, local_run, cifar_py, tmp_path):
     """spark-submit's --master and --executor-memory hold (sparkvision's defaults, local[*] and
     4g, would run locally or wait forever for a 4g executor on these 1g workers)."""

@@ -12,13 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, child_env, run_cli
+from helpers import kill_when, run_cli
 from sparkvision.atomic import remove_stale, remove_stale_in, temp_path
 from sparkvision.cli import main
 from sparkvision.faults import ENV
@@ -79,59 +77,20 @@ def _visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
 
-def _kill_when(argv: list[str], ready, timeout: float = 240, sig: int = signal.SIGKILL) -> int:
-    """Start ``sparkvision`` with ``argv``, send ``sig`` to its Python process (``kill -9 PID`` by
-    default) as soon as ``ready(stderr lines so far)`` is true, check that its JVM and Python
-    workers go too, and return its exit status."""
-    proc = subprocess.Popen([sys.executable, "-m", "sparkvision", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True, env=child_env())
-    lines: list[str] = []
-
-    def read() -> None:  # the progress lines, as they come
-        for line in proc.stderr:
-            lines.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        deadline = time.time() + timeout
-        while not ready(lines):
-            assert proc.poll() is None and time.time() < deadline, "".join(lines)  # it must not finish first
-            time.sleep(0.02)
-        os.kill(proc.pid, sig)
-        status = proc.wait()
-        gone = time.time() + 60
-        while time.time() < gone:  # the JVM exits when its Python's pipe closes; its workers follow
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the run's JVM outlived its killed Python process by a minute")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        reader.join(timeout=10)
-    return status
-
-
 def test_a_run_killed_mid_way_leaves_nothing_half_written(spark, reference, cifar_py, tmp_path):
     work, runs = tmp_path / "work", tmp_path / "runs"
     out, tables = runs / "out", work / "tables"
     argv = _run(cifar_py, out, work, "--master", "local[2]")
 
     # Killed while Spark writes the image table: only a hidden temporary folder is left.
-    _kill_when(argv, lambda lines: bool(_hidden(tables)))
+    kill_when(argv, lambda lines: bool(_hidden(tables)))
     assert _visible(tables) == [] and not out.exists()
     assert _hidden(runs) != []  # the run folder's temporary, never renamed
 
     # Stopped with SIGTERM (`kill PID`, a scheduler's time limit) while training: the table was
     # complete (renamed into place), the run folder was not; the run cleans up its own temporary
     # as it exits (and, as it started, removed the one the first killed run left).
-    assert _kill_when(argv, lambda lines: any(line.startswith("[3/5]") for line in lines), sig=signal.SIGTERM) == 143
+    assert kill_when(argv, lambda lines: any(line.startswith("[3/5]") for line in lines), sig=signal.SIGTERM) == 143
     assert not out.exists() and _hidden(runs) == []
     [table] = _visible(tables)
     assert (tables / table / "_sparkvision.json").is_file()

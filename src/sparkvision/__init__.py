@@ -26,6 +26,7 @@ _API = {
     "feature_stages": "sparkvision.features", "rgb_to_gray": "sparkvision.features",
     "PatchFeatures": "sparkvision.features", "PatchFeaturesModel": "sparkvision.features",
     "RidgeClassifier": "sparkvision.linear",
+    "CNNClassifier": "sparkvision.cnn.stages", "CNNClassificationModel": "sparkvision.cnn.stages",
     "build_classifier": "sparkvision.classifiers", "CLASSIFIERS": "sparkvision.classifiers",
     "fit_pipeline": "sparkvision.fitting", "label_with_classes": "sparkvision.fitting",
     "split_table": "sparkvision.job", "evaluate": "sparkvision.evaluation",

@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-trees", type=int, default=None, help="trees in the forest (default 10)")
     run.add_argument("--max-depth", type=int, default=None, help="maximum tree depth (default 5)")
     run.add_argument("--epochs", type=float, default=None,
-                     help="--model cnn: passes over the training images (default 10)")
+                     help="--model cnn: passes over the training images (default: the preset of the precision "
+                          "that runs, see README)")
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
                      help="any tunable parameter of the model, e.g. regParam=0.1 or hidden=[256]; repeatable")
     run.add_argument("--seed", type=int, default=42, help="seed of the hold-out split and the model (default 42)")

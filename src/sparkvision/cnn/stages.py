@@ -41,7 +41,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField, StructType
 
-from sparkvision.cnn.settings import (CNN_DEFAULTS, check_cnn_params, check_safetensors, resolve_precision,
+from sparkvision.cnn.settings import (CNN_DEFAULTS, PRESETS, check_cnn_params, check_safetensors, resolve_precision,
                                       require_torch)
 from sparkvision.errors import BadDataError
 from sparkvision.stage_io import ParamsWriter
@@ -54,9 +54,10 @@ class _CNNParams(HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredict
 
     inputCol = Param(Params._dummy(), "inputCol", "image bytes (RGB, height × width × channels)",
                      typeConverter=TypeConverters.toString)
-    epochs = Param(Params._dummy(), "epochs", "passes over the training images (fractions allowed)",
+    epochs = Param(Params._dummy(), "epochs", "passes over the training images (fractions allowed; unset: "
+                   "the precision's preset)",
                    typeConverter=TypeConverters.toFloat)
-    widths = Param(Params._dummy(), "widths", "channels of the three conv groups",
+    widths = Param(Params._dummy(), "widths", "channels of the three conv groups (unset: the precision's preset)",
                    typeConverter=TypeConverters.toListInt)
     batchSize = Param(Params._dummy(), "batchSize", "training images per step, all processes together",
                       typeConverter=TypeConverters.toInt)
@@ -183,7 +184,11 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         import torch
         from pyspark.ml.torch.distributor import TorchDistributor
 
-        from sparkvision.cnn.training import TrainJob, TrainSettings, WEIGHTS_FILE, train
+        from pyspark import cloudpickle
+
+        from sparkvision.cluster import ship_package
+        from sparkvision.cnn import launch
+        from sparkvision.cnn.training import TrainJob, TrainSettings, WEIGHTS_FILE
 
         values = self._cnn_values()
         check_cnn_params(values)
@@ -191,11 +196,14 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         gpu = values["gpu"]
         use_gpu = gpu == "true" or (gpu == "auto" and torch.cuda.is_available())
         precision = resolve_precision(values["precision"], use_gpu)
+        for name, value in PRESETS[precision].items():  # widths and epochs measured for this precision
+            if not self.isSet(self.getParam(name)):
+                values[name] = value
         processes, threads, local = self._processes(spark, use_gpu)
         num_classes = self._num_classes(dataset)
         shape = self._image_shape(dataset)
         given = self.getOrDefault(self.checkpointDir)
-        folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="sparkvision-cnn-"))
+        folder = Path(given).resolve() if given else Path(tempfile.mkdtemp(prefix="sparkvision-cnn-"))
         started = time.perf_counter()
         try:
             shard_files = _write_shard(dataset.select(F.col(self.getLabelCol()).cast("int").alias("label"),
@@ -216,11 +224,15 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                            weights_path=str(weights_path), settings=settings.to_json(),
                            progress=self.progress)
             distributor = TorchDistributor(num_processes=processes, local_mode=local, use_gpu=use_gpu)
+            package = None if local else ship_package(spark)  # torchrun's processes on the executors need it
+            if package:
+                cloudpickle.register_pickle_by_value(launch)
             # TorchDistributor echoes the processes' output on stdout; the epochs' progress lines belong
             # with the rest of the progress, on stderr (stdout is the command's summary).
             started = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr if job.progress else open(os.devnull, "w")):
-                result = distributor.run(train, json.dumps({**job.__dict__, "image_shape": list(shape)}))
+                result = distributor.run(launch.run_training, json.dumps({**job.__dict__, "image_shape": list(shape)}),
+                                         package)
             distributor_s = time.perf_counter() - started
             weights = weights_path.read_bytes()
         finally:
@@ -229,7 +241,8 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         model = CNNClassificationModel()
         model._set(**{p.name: self.getOrDefault(p) for p in self.params if self.isDefined(p)
                       and model.hasParam(p.name)})
-        model._set(precision=precision, numClasses=num_classes, imageShape=shape)
+        model._set(precision=precision, numClasses=num_classes, imageShape=shape, widths=list(values["widths"]),
+                   epochs=float(values["epochs"]))
         model._weights = weights
         model.trainingSummary = {**(result or {}), "precision": precision, "device": settings.device,
                                  "processes": processes, "threads_per_process": threads,

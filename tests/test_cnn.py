@@ -1,0 +1,183 @@
+"""The CNN: a tiny run that learns, through real TorchDistributor (2 local processes, gloo),
+save/load, predict_batch_udf against in-process torch, a killed run that resumes, and bad input.
+
+Every run here is tiny (320 training images of the synthetic release, narrow widths, 64-image
+batches): seconds, not minutes. Accuracy and speed on real data are benchmarks
+(``benchmarks/cnn.py``), not tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.ml import PipelineModel
+
+from helpers import kill_when, run_cli
+from sparkvision.cli import main
+from sparkvision.cnn.inference import Predictor
+from sparkvision.cnn.settings import check_safetensors, cpu_has_native_bfloat16, resolve_precision
+from sparkvision.cnn.training import lr_factor
+from sparkvision.errors import BadDataError
+from sparkvision.fitting import label_with_classes
+from sparkvision.job import split_table
+
+TINY = ["--model", "cnn", "--epochs", "4", "--param", "widths=16,32,32", "--param", "batchSize=64"]
+
+
+def _argv(cifar_py: Path, base: Path) -> list[str]:
+    return ["run", "--data", str(cifar_py), "--work-dir", str(base / "work"), "--out", str(base / "out"), *TINY]
+
+
+@pytest.fixture(scope="module")
+def cnn_run(spark, cifar_py, tmp_path_factory):
+    """One tiny `sparkvision run --model cnn` in this process (2 torchrun processes), and what it printed."""
+    base = tmp_path_factory.mktemp("cnn")
+    status = main(_argv(cifar_py, base))
+    assert status == 0
+    return base, json.loads((base / "out" / "metrics.json").read_text())
+
+
+def test_a_tiny_run_learns_and_records_its_curve(cnn_run):
+    base, metrics = cnn_run
+    assert metrics["accuracy"] > 0.3  # ten learnable classes, 320 images, 4 short epochs: chance is 0.1
+    cnn = metrics["cnn"]
+    assert [p["epoch"] for p in cnn["curve"]] == [1, 2, 3, 4]
+    assert cnn["curve"][-1]["loss"] < cnn["curve"][0]["loss"]
+    assert cnn["processes"] == 2 and cnn["threads_per_process"] == 1 and cnn["world_size"] == 2  # DDP over gloo
+    assert cnn["precision"] == resolve_precision("auto", False) and cnn["device"] == "cpu"
+    assert metrics["config"]["model_params"]["widths"] == [16, 32, 32]
+    # The checkpoints served their purpose once the model was saved.
+    assert not any((base / "work" / "cnn").iterdir())
+
+
+def test_the_saved_model_loads_and_gives_the_same_predictions(spark, cnn_run, cifar_py, tmp_path):
+    base, metrics = cnn_run
+    model = PipelineModel.load(str(base / "out" / "model"))
+    stage = model.stages[-1]
+    assert type(stage).__name__ == "CNNClassificationModel" and stage.getOrDefault("widths") == [16, 32, 32]
+    table = spark.read.parquet(metrics["data"]["table"])
+    _, test = split_table(label_with_classes(table, metrics["class_names"]), False, 0.2, 42)
+    first = model.transform(test).select("id", "probability", "prediction", "rawPrediction").orderBy("id").collect()
+    model.write().overwrite().save(str(tmp_path / "again"))
+    second = PipelineModel.load(str(tmp_path / "again")).transform(test).select("id", "probability").orderBy("id").collect()
+    assert [r.id for r in first] == [r.id for r in second]
+    assert all(np.array_equal(a.probability.toArray(), b.probability.toArray()) for a, b in zip(first, second))
+    accuracy = np.mean([r.prediction == lab for r, lab in zip(first, _labels(test))])
+    assert accuracy == pytest.approx(metrics["accuracy"])
+
+    # predict_batch_udf (one Python worker per task) against the same network in this process
+    rows = test.select("id", "data").orderBy("id").collect()
+    predictor = Predictor(stage._weights, stage.inference_config())
+    images = np.stack([np.frombuffer(r.data, np.uint8).reshape(32, 32, 3) for r in rows])
+    logits, probability = predictor.predict_images(images)
+    spark_probability = np.stack([r.probability.toArray() for r in first])
+    spark_raw = np.stack([r.rawPrediction.toArray() for r in first])
+    np.testing.assert_allclose(spark_probability, probability, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(spark_raw, logits, rtol=1e-5, atol=1e-5)
+
+
+def _labels(df) -> list[int]:
+    return [r.label for r in df.select("id", "label").orderBy("id").collect()]
+
+
+def test_predict_labels_images_with_both_engines_alike(spark, cnn_run, tmp_path):
+    from PIL import Image
+
+    from sparkvision.datasets.synthetic import synthetic_images
+    from sparkvision.predict import predict, predict_local
+
+    base, _ = cnn_run
+    labels, data = synthetic_images(5, seed=7)
+    for i in range(5):
+        Image.fromarray(data[i].reshape(3, 32, 32).transpose(1, 2, 0)).save(tmp_path / f"img {i}.png")
+    predict_local(str(base / "out"), [str(tmp_path)], out=str(tmp_path / "local.csv"), progress=False)
+    predict(spark, str(base / "out"), [str(tmp_path)], out=str(tmp_path / "spark.csv"), progress=False)
+    by_local, by_spark = (sorted((tmp_path / f"{e}.csv").read_text().splitlines()) for e in ("local", "spark"))
+    assert len(by_local) == 6  # a header and five images
+    for a, b in zip(by_local, by_spark):
+        path_a, *values_a = a.split(",")
+        path_b, *values_b = b.split(",")
+        assert path_a == path_b and values_a[0::2] == values_b[0::2]  # the same labels in the same order
+        if path_a != "path":
+            np.testing.assert_allclose([float(v) for v in values_a[1::2]], [float(v) for v in values_b[1::2]],
+                                       rtol=1e-5)
+
+
+def test_a_run_killed_mid_training_resumes_after_its_last_finished_epoch(spark, cnn_run, cifar_py, tmp_path):
+    argv = _argv(cifar_py, tmp_path)
+    # kill -9 once the second epoch's line is out (its checkpoint is written before the line)
+    status = kill_when(argv, lambda lines: any("epoch 2/4" in line for line in lines))
+    assert status == -signal.SIGKILL
+    assert not (tmp_path / "out").exists()
+    checkpoints = list((tmp_path / "work" / "cnn").glob("*/epochs/last-epoch.pt"))
+    assert len(checkpoints) == 1
+    assert main(argv) == 0  # the same command again: resumes (this process's session)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["cnn"]["resumed_after_epoch"] == 2
+    assert [p["epoch"] for p in metrics["cnn"]["curve"]] == [1, 2, 3, 4]
+    # The same data, order and augmentation as the uninterrupted run: the same accuracy, give or take.
+    assert abs(metrics["accuracy"] - cnn_run[1]["accuracy"]) <= 0.1
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--epochs", "0"], "epochs"),
+    (["--param", "widths=64,128"], "widths"),
+    (["--param", "widths=64,x,128"], "widths"),
+    (["--param", "precision=float16"], "precision"),
+    (["--param", "batchSize=0"], "batchSize"),
+    (["--features", "patches"], "--features"),
+])
+def test_bad_params_are_refused_before_spark_starts(tmp_path, args, named):
+    done = run_cli("run", "--data", str(tmp_path), "--model", "cnn", *args, "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr and "[1/5]" not in done.stderr  # no session was started
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_torch_the_cnn_names_the_extra_to_install(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    done = run_cli("run", "--data", str(tmp_path), "--model", "cnn", env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 2
+    assert "sparkvision[torch]" in done.stderr and "[1/5]" not in done.stderr
+
+
+def test_a_damaged_weights_file_is_named_with_exit_4(spark, cnn_run, tmp_path, capsys):
+    base, _ = cnn_run
+    model = tmp_path / "model"
+    shutil.copytree(base / "out" / "model", model)
+    (data,) = model.glob("stages/*CNNClassificationModel*/data")
+    for part in data.glob("part-*"):
+        part.unlink()
+    pq.write_table(pa.table({"weights": pa.array([b"\x10\x00\x00\x00\x00\x00\x00\x00{not json"], pa.binary())}),
+                   data / "part-00000.parquet")
+    image = tmp_path / "one.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(image)
+    for engine in ("local", "spark"):
+        capsys.readouterr()
+        assert main(["predict", str(model), str(image), "--engine", engine, "--quiet"]) == 4
+        err = capsys.readouterr().err
+        assert str(data) in err and "safetensors" in err and "unexpected" not in err
+
+
+def test_safetensors_check_and_precision_choice():
+    with pytest.raises(BadDataError, match="too short"):
+        check_safetensors(b"abc", "w")
+    with pytest.raises(BadDataError, match="outside the file"):
+        check_safetensors(b"\x2a\x00\x00\x00\x00\x00\x00\x00" + b'{"a":{"data_offsets":[0,99]}}'.ljust(42), "w")
+    assert cpu_has_native_bfloat16("flags\t: fpu avx2 amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bfloat16("flags\t: fpu avx2 fma\n")
+    assert resolve_precision("auto", True) == "bfloat16" and resolve_precision("float32", True) == "float32"
+    # airbench's schedule: 0.2 at the start, 1 at 23 % of the steps, 0.07 at the end
+    assert lr_factor(0, 100) == pytest.approx(0.2) and lr_factor(23, 100) == pytest.approx(1.0)
+    assert lr_factor(100, 100) == pytest.approx(0.07)
+    assert sys.modules.get("torch") is not None
