@@ -305,3 +305,99 @@ def test_only_dead_runs_temporaries_are_cleaned_and_a_failed_rename_leaves_none(
     finally:
         live.kill()
         live.wait()
+
+
+# --- the CNN: a model that reads the images, with no feature set -----------------------------------
+
+
+def test_default_experiment_has_a_short_cnn_scenario():
+    (cnn,) = [s for s in load_experiment().scenarios if s.model == "cnn"]
+    assert cnn.features == "rgb"  # the table's RGB images: no feature set is computed for it
+    assert cnn.params["epochs"] <= 2 and cnn.params["widths"] == [64, 128, 128]  # minutes on 2 cores, not hours
+
+
+def test_cnn_grid_over_epochs_and_widths():
+    exp = parse_experiment("""
+[[scenario]]
+name = "cnn"
+model = "cnn"
+params = { epochs = [1, 2], widths = [[16, 32, 32], [32, 64, 64]], batchSize = 64 }
+[[scenario]]
+name = "one-width"
+model = "cnn"
+features = "rgb"
+params = { widths = [8, 16, 16] }
+""", "cnn.toml")
+    grid, (one,) = exp.scenarios[:4], exp.scenarios[4:]
+    assert [(s.params["epochs"], s.params["widths"]) for s in grid] == \
+        [(1, [16, 32, 32]), (1, [32, 64, 64]), (2, [16, 32, 32]), (2, [32, 64, 64])]
+    assert one.params == {"widths": [8, 16, 16]}  # a list of numbers is one value of widths, not an axis
+    assert {s.features for s in exp.scenarios} == {"rgb"}
+    assert grid[0].name == "cnn rgb epochs=1 widths=[16,32,32] batchSize=64"
+
+
+@pytest.mark.parametrize("block, message", [
+    ("features = 'gray'", "model cnn learns from the RGB images themselves.*not features = 'gray'"),
+    ("features = ['rgb', 'patches:100']", "model cnn learns from the RGB images themselves"),
+    ("params = { epochs = [1, 0] }", "params epochs=0: epochs must be a number above 0"),
+    ("params = { widths = [[8, 16, 16], [8, 16]] }", r"params widths=\[8, 16\]: widths must be three whole numbers"),
+    ("params = { batchSize = 0 }", "batchSize must be a whole number"),
+    ("params = { precision = 'fp8' }", "precision must be one of auto, float32, bfloat16"),
+    ("params = { epochs = 'two' }", "params.epochs = 'two'"),
+    ("params = { checkpointDir = '/tmp/x' }", "params.checkpointDir is chosen by the experiment"),
+    ("tune = { params = { epochs = [1, 2] } }", "tune cannot search model cnn"),
+    ("params = { numTrees = 10 }", "model cnn has no parameter 'numTrees'"),
+])
+def test_bad_cnn_scenarios_fail_as_the_file_is_loaded(tmp_path, block, message):
+    file = tmp_path / "cnn.toml"
+    file.write_text(f"[[scenario]]\nname = 'c'\nmodel = 'cnn'\n{block}\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_experiment(file)  # no Spark session is needed, or started
+    assert str(info.value).startswith(f"{file}, scenario 1 (c)")
+
+
+CNN_SMALL = """
+name = "cnn-small"
+[[scenario]]
+name = "cnn"   # tiny: two epochs of narrow conv groups in one training process, seconds of training
+model = "cnn"
+params = { epochs = 2, widths = [8, 16, 16], batchSize = 32, numProcesses = 1 }
+"""
+
+
+def test_cnn_scenario_reads_the_images_and_records_its_curve(spark, cifar_py, tmp_path):
+    out, work = tmp_path / "o", tmp_path / "w"
+    result = run_experiment(parse_experiment(CNN_SMALL, "cnn.toml"), data=str(cifar_py), out=out,
+                            work_dir=str(work), spark=spark, progress=False)
+    (cnn,) = result["results"]
+    assert cnn["status"] == "done", cnn.get("error")
+    assert cnn["features"] == "rgb" and cnn["reads_images"] and cnn["features_seconds"] == 0
+    assert 0 <= cnn["accuracy"] <= 1 and sum(map(sum, cnn["confusion_matrix"])) == result["summary"]["num_test"]
+    curve = cnn["cnn"]["curve"]  # the training curve, from the fitted stage's trainingSummary
+    assert [pt["epoch"] for pt in curve] == [1, 2] and all(0 <= pt["train_accuracy"] <= 1 for pt in curve)
+    assert cnn["cnn"]["settings"]["widths"] == [8, 16, 16] and cnn["cnn"]["settings"]["epochs"] == 2
+    assert cnn["repeats"][0]["curve"] == curve
+    # Its whole cost is its fit (reading the images, the shard, torchrun, training) and its test predictions.
+    assert cnn["total_seconds"] == pytest.approx(cnn["fit_seconds"] + cnn["predict_seconds"], abs=2e-3)
+    stages = [p.name for p in (out / "scenarios" / cnn["key"] / "model" / "stages").iterdir()]
+    assert len(stages) == 1 and "CNNClassificationModel" in stages[0]  # no feature stages before it
+    assert not list((work / "cnn").glob("*"))  # its epochs' checkpoints went once its result was in place
+    assert {"accuracy_vs_epochs.png", "accuracy_vs_minutes.png"} <= {p.name for p in (out / "plots").iterdir()}
+    text = (out / "REPORT.md").read_text()
+    assert "| Features s | Total s |" in text and "| none |" in text
+
+
+def test_each_scenario_is_charged_its_feature_sets_computation(small_run):
+    _, out, _, result = small_run
+    done = [r for r in result["results"] if r["status"] == "done"]
+    by_features: dict[str, set] = {}
+    for r in done:
+        assert not r["reads_images"] and r["features_seconds"] > 0
+        assert r["total_seconds"] == pytest.approx(r["features_seconds"] + r["fit_seconds"] + r["predict_seconds"],
+                                                   abs=2e-3)
+        by_features.setdefault(r["features"], set()).add(r["features_seconds"])
+    # computed once per feature set, and the same time charged in full to every scenario using it
+    assert set(by_features) == {"gray", "rgb"} and all(len(times) == 1 for times in by_features.values())
+    gray = [r for r in result["results"] if r["features"] == "gray"]
+    assert {r["features_computed_for"] for r in gray} == {len(gray)}
+    assert "Feature sets computed in" in (out / "REPORT.md").read_text()

@@ -304,3 +304,123 @@ def test_feature_set_sizes_compare_in_numeric_order():
                                                                ("patches:400", 0.68))]
     (c,) = comparisons(results, "features")
     assert [v for v, _ in c.points] == ["patches:100", "patches:400", "patches:1600"]
+
+
+# --- whole costs and the CNN ---------------------------------------------------------------------
+
+
+def costed(results: list[dict], features_seconds: dict[str, float]) -> list[dict]:
+    """Results as the runner records them now: each charged its feature set's computation."""
+    out = []
+    for r in results:
+        if r.get("status") == "done":
+            f = features_seconds[r["features"]]
+            r = {**r, "reads_images": False, "features_seconds": f,
+                 "total_seconds": f + r["fit_seconds"] + r["predict_seconds"]}
+        out.append(r)
+    return out
+
+
+def ridge(features: str, reg: float, accuracy: float, fit: float) -> dict:
+    return scenario("ridge", features, {"regParam": reg}, accuracy, fit, group="patches")
+
+
+def cnn(epochs: int, widths: list[int], accuracy: float, fit: float) -> dict:
+    curve = [{"epoch": e, "loss": 2.0 - 0.2 * e, "train_accuracy": accuracy * e / epochs - 0.05,
+              "seconds": fit / epochs} for e in range(1, epochs + 1)]
+    return scenario("cnn", "rgb", {"epochs": epochs, "widths": widths}, accuracy, fit, group="cnn",
+                    reads_images=True, features_seconds=0.0, total_seconds=fit + fit / 20,
+                    cnn={"curve": curve, "settings": {"epochs": float(epochs), "widths": widths}})
+
+
+FEATURE_TIMES = {"gray": 4.0, "patches:400": 40.0, "patches:1600": 100.0}
+
+
+def cost_experiment() -> tuple[dict, list[dict]]:
+    """Patch features whose fits are fast but whose features are not, a forest, and two CNN widths."""
+    summary, _ = experiment()
+    results = costed([ridge("patches:1600", 0.1, 0.737, 30.0),   # the best: 100 + 30 + 1.5 = 131.5 s
+                      ridge("patches:1600", 1.0, 0.731, 5.0),    # the fastest fit near the best, yet 105.25 s
+                      ridge("patches:400", 0.1, 0.730, 10.0),    # the cheapest near the best: 40 + 10 + 0.5 = 50.5 s
+                      rf(10, 5, 0.300, 10.0)], FEATURE_TIMES)    # 4 + 10 + 0.5 = 14.5 s
+    results += [cnn(1, [16, 32, 32], 0.50, 60.0), cnn(2, [16, 32, 32], 0.60, 120.0),
+                cnn(1, [32, 64, 64], 0.55, 100.0), cnn(2, [32, 64, 64], 0.66, 200.0)]
+    return summary, results
+
+
+def test_table_charges_each_scenario_its_feature_set_and_totals_it():
+    _, results = cost_experiment()
+    rows = {row[1]: row for row in report.results_table(results)}
+    f, t = report.TABLE_HEADERS.index("Features s"), report.TABLE_HEADERS.index("Total s")
+    best = rows["ridge patches:1600 regParam=0.1"]
+    assert (best[7], best[f], best[t]) == ("30.0", "100", "132")  # 100 s of features + 30 s fit + 1.5 s test
+    assert rows["ridge patches:1600 regParam=1.0"][f] == "100"  # computed once, charged in full to both
+    assert rows["random_forest gray numTrees=10 maxDepth=5"][t] == "14.5"
+    assert rows["cnn rgb epochs=2 widths=[32, 64, 64]"][f] == "none"  # it reads the images itself
+    note = report._table_note(results)
+    assert "charged in full" in note and "Total s = Features s + Fit s + Predict s" in note
+    assert "the CNN" in note and "no recorded feature-set time" not in note
+
+
+def test_results_without_feature_times_have_no_total_and_say_so():
+    _, results = experiment()
+    rows = report.results_table(results)
+    assert {row[-2] for row in rows} == {row[-1] for row in rows} == {"–"}
+    assert "11 of 11 scenarios have no recorded feature-set time" in report._table_note(results)
+    assert report.plot_accuracy_vs_minutes({}, results) is None  # a fit time alone would understate the cost
+
+
+def test_summary_judges_cost_by_the_whole_time_when_recorded():
+    summary, results = cost_experiment()
+    lines = summary_lines({**summary, "baseline_key": None}, results)
+    assert lines[0].startswith("Best: ridge patches:1600 regParam=0.1 with 73.7 % ± 0.4 accuracy")
+    assert "fitted in 30.0 s (2 min 12 s in all with its features and test predictions)" in lines[0]
+    cost = next(line for line in lines if line.startswith("Cost"))
+    # by fit time alone regParam=1.0 (5 s) would look cheapest; with its 100 s of features it is not
+    assert cost == ("Cost: ridge patches:400 regParam=0.1 reaches 73.0 % (-0.7 points from the best) in 50.5 s in "
+                    "all (features, fit and test) instead of 2 min 12 s, 2.6× faster.")
+    models = next(line for line in lines if line.startswith("Models"))
+    assert models.startswith("Models, best scenario of each (total time: features, fit and test): "
+                             "1. ridge 73.7 % in 2 min 12 s; 2. cnn 66.0 % in 3 min 30 s; ")
+    trade = next(line for line in lines if line.startswith("Trade-off"))
+    assert [r["name"] for r in report.tradeoff(results)] == [
+        "random_forest gray numTrees=10 maxDepth=5", "ridge patches:400 regParam=0.1",
+        "ridge patches:1600 regParam=1.0", "ridge patches:1600 regParam=0.1"]
+    assert "random_forest gray numTrees=10 maxDepth=5 30.0 % in 14.5 s; ridge patches:400" in trade
+    assert ("Feature sets computed in", "gray 4.0 s, patches:400 40.0 s, patches:1600 1 min 40 s "
+            "(each once, shared by its scenarios)") in report.header_items(summary, results)
+
+
+def test_epochs_are_compared_for_each_width():
+    summary, results = cost_experiment()
+    epochs = [line for line in summary_lines(summary, results) if line.startswith("Epochs")]
+    assert len(epochs) == 2
+    assert any(line.startswith("Epochs (cnn, rgb, widths=[16,32,32]): epochs 1 → 2 improved accuracy "
+                               "(+10.0 points, 50.0 % → 60.0 %), at 2.0× the fit time") for line in epochs)
+
+
+def test_accuracy_against_epochs_has_a_line_per_widths_and_the_training_curve():
+    pytest.importorskip("matplotlib")
+    summary, results = cost_experiment()
+    assert report.plot_accuracy_vs_epochs(*experiment()) is None  # no CNN, no plot
+    fig = report.plot_accuracy_vs_epochs(summary, results)
+    legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert legend == {"widths=[16,32,32]: test accuracy", "widths=[16,32,32]: training accuracy, 2-epoch run",
+                      "widths=[32,64,64]: test accuracy", "widths=[32,64,64]: training accuracy, 2-epoch run"}
+
+
+def test_accuracy_against_minutes_plots_every_scenario_at_its_whole_cost(tmp_path):
+    pytest.importorskip("matplotlib")
+    summary, results = cost_experiment()
+    fig = report.plot_accuracy_vs_minutes({**summary, "baseline_key": None}, results)
+    ax = fig.axes[0]
+    xs = sorted(round(float(x), 4) for c in ax.collections for x, _ in c.get_offsets())
+    assert xs == sorted(round(r["total_seconds"] / 60, 4) for r in results)  # minutes of features + fit + test
+    assert "best accuracy for the time" in {t.get_text() for t in ax.get_legend().get_texts()}
+    paths = write_report(summary, results, tmp_path)
+    names = {p.name for p in paths}
+    assert {"accuracy_vs_epochs.png", "accuracy_vs_minutes.png"} <= names
+    for name in ("accuracy_vs_epochs.png", "accuracy_vs_minutes.png"):
+        assert (tmp_path / "plots" / name).read_bytes().startswith(PNG_MAGIC)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == len(names) - 2

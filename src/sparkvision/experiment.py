@@ -5,8 +5,18 @@ An experiment is a TOML file (see ``experiments/default.toml``): top-level ``nam
 feature sets and its parameters, where any list is a grid axis. :func:`load_experiment` checks
 every key and value before any work starts.
 
+A model that reads the images itself (``model = "cnn"``) has no feature set: its scenarios read
+the image table's RGB bytes, so ``features`` is left out or ``"rgb"``; its grid axes are its
+Params (``epochs = [1, 2]``, ``widths = [[16, 32, 32], [32, 64, 64]]``, where a list of numbers
+is one value of ``widths``). Each of its trainings keeps per-epoch checkpoints under the work
+directory (a killed run resumes after the last finished epoch), and its training curve is
+recorded with its result.
+
 :func:`run_experiment` ingests the data once, fixes one train/test split for all scenarios,
 computes each feature set once (cached, not per scenario), then fits and scores every scenario.
+The time a feature set took to compute is recorded with every scenario that uses it
+(``features_seconds``, charged in full to each, as running that scenario alone would cost it)
+and added to its fit and test times in ``total_seconds``: the whole cost of a scenario.
 Each finished scenario is written at once under ``OUT/scenarios/<key>/`` (model, then
 ``result.json``, both renamed into place when complete), so a rerun skips it and a killed run
 loses only the scenario it was in. A scenario that fails is recorded with its error; the rest
@@ -37,6 +47,13 @@ _TOP_KEYS = {"name", "seed", "test_fraction", "repeats", "scenario"}
 _SCENARIO_KEYS = {"name", "model", "features", "params", "repeats", "tune"}
 _TUNE_KEYS = {"method", "params", "folds", "train_ratio", "parallelism"}
 _TUNE_METHODS = ("train_validation_split", "cross_validator")
+_LIST_VALUED = {"hidden", "widths"}  # Params whose one value is a list (mlp's layers, the CNN's conv widths)
+IMAGE_FEATURES = "rgb"  # what a model that reads the images (the CNN) is listed with: the table's RGB bytes
+
+
+def _shown(value: Any) -> str:
+    # Lists without spaces, so a name reads as one token per parameter: widths=[64,128,128].
+    return "[" + ",".join(map(_shown, value)) + "]" if isinstance(value, list) else str(value)
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,7 @@ class Scenario:
 
     @property
     def name(self) -> str:
-        shown = " ".join(f"{k}={v}" for k, v in self.params.items())
+        shown = " ".join(f"{k}={_shown(v)}" for k, v in self.params.items())
         return f"{self.model} {self.features}" + (f" {shown}" if shown else "") + (" tuned" if self.tune else "")
 
     def key(self, context: str) -> str:
@@ -89,8 +106,9 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
 
 
 def _axes(params: dict[str, Any]) -> dict[str, list[Any]]:
-    # A list is an axis of the grid, except for `hidden`, whose single value is itself a list.
-    return {k: (v if isinstance(v, list) and (k != "hidden" or all(isinstance(x, list) for x in v)) else [v])
+    # A list is an axis of the grid, except for `hidden` and `widths`, whose single value is itself a
+    # list: for them only a list of lists is an axis.
+    return {k: (v if isinstance(v, list) and (k not in _LIST_VALUED or all(isinstance(x, list) for x in v)) else [v])
             for k, v in params.items()}
 
 
@@ -163,7 +181,7 @@ def _check_tune(tune: Any, where: str) -> dict[str, Any]:
 
 def parse_experiment(text: str, source: str) -> Experiment:
     """Parse and check an experiment from TOML text; ``source`` names it in errors."""
-    from sparkvision.classifiers import check_names
+    from sparkvision.classifiers import CLASSIFIERS, check_names, check_params
     from sparkvision.features import parse_feature_set
 
     try:
@@ -206,11 +224,33 @@ def parse_experiment(text: str, source: str) -> Experiment:
             check_names(model, {**params, **(tune["params"] if tune else {})})
         except ValueError as exc:
             raise _fail(where, str(exc)) from None
+        reads_images = CLASSIFIERS[model].reads_images
+        if reads_images and tune is not None:
+            # The search would train every candidate on one checkpoint folder, and its parallel fits
+            # would each start torchrun on the same cores.
+            raise _fail(where, f"tune cannot search model {model}; make the values grid axes instead, each "
+                               f"trained and reported, e.g. params = {{ epochs = [1, 2] }}")
+        if reads_images and "checkpointDir" in params:
+            raise _fail(where, "params.checkpointDir is chosen by the experiment (a folder per scenario under the "
+                               "work directory, where a killed run resumes after its last finished epoch); "
+                               "leave it out")
         for key, values in _axes(params).items():
             _check_types(model, f"params.{key}", values, where)
         for key, values in (tune["params"] if tune else {}).items():
             _check_types(model, f"tune.params.{key}", _as_list(values), where)
-        all_features = _as_list(block.get("features", "gray"))
+        for point in _grid(params):  # ranges a model checks without Spark (the CNN's: epochs > 0, 3 widths …)
+            try:
+                check_params(model, point)
+            except (ValueError, TypeError) as exc:
+                shown = " ".join(f"{k}={v!r}" for k, v in point.items())
+                raise _fail(where, f"params {shown}: {exc}") from None
+        if reads_images:
+            given = block.get("features", IMAGE_FEATURES)
+            if _as_list(given) != [IMAGE_FEATURES]:
+                raise _fail(where, f"model {model} learns from the RGB images themselves, not from a feature set: "
+                                   f"leave features out (or write features = \"{IMAGE_FEATURES}\"), "
+                                   f"not features = {given!r}")
+        all_features = _as_list(block.get("features", IMAGE_FEATURES if reads_images else "gray"))
         if not all_features:
             raise _fail(where, "features is an empty list, which gives nothing to run; list at least one feature set")
         for features in all_features:
@@ -275,12 +315,20 @@ def _error_text(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:300] + " …"  # some messages print whole vectors
 
 
-def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: int, seed: int,
-                  feature_stages: list, work: Path) -> dict[str, Any]:
-    """Fit and score one scenario (all its repeats) on cached features; save its model under ``work``."""
+def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: int | None, seed: int,
+                  feature_stages: list, work: Path, checkpoints: Path | None = None,
+                  progress: bool = False) -> dict[str, Any]:
+    """Fit and score one scenario (all its repeats) on cached features; save its model under ``work``.
+
+    ``checkpoints``, for a model that reads the images (the CNN): the folder under which each
+    repeat keeps its epochs' checkpoints (``seed-S``), so a rerun after a kill resumes there; its
+    training curve is returned as ``cnn`` (the saved model's, the first repeat) and each repeat's
+    curve with that repeat.
+    """
     from pyspark.ml import PipelineModel
 
     from sparkvision.classifiers import build_classifier
+    from sparkvision.cnn.settings import CNN_DEFAULTS
     from sparkvision.evaluation import evaluate
     from sparkvision.fitting import check_on_jvm
     from sparkvision.stage_io import save_pipeline_model
@@ -290,6 +338,9 @@ def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: in
         est = build_classifier(scenario.model, seed=seed + r, num_features=num_features,
                                num_classes=len(class_names), **scenario.params)
         check_on_jvm(est)
+        if checkpoints is not None:
+            est.setCheckpointDir(str(checkpoints / f"seed-{seed + r}"))
+            est.progress = progress  # one line per epoch on stderr
         tuned = None
         t0 = time.perf_counter()
         if scenario.tune:
@@ -299,15 +350,28 @@ def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: in
         t1 = time.perf_counter()
         metrics = evaluate(model.transform(test), class_names)
         t2 = time.perf_counter()
+        fit_s, training = t1 - t0, None
+        if checkpoints is not None:  # the CNN: its curve, timings, precision, device, and what it trained with
+            # (the fitted model's Params: the values used, where an unset one was chosen at fit time)
+            training = {**(model.trainingSummary or {}),
+                        "settings": {name: model.getOrDefault(name) for name in CNN_DEFAULTS if model.hasParam(name)}}
+            # Resumed after a kill, this fit trained only the epochs left; the curve kept the earlier
+            # epochs' measured seconds, so they are charged too (the killed run's start-up is not).
+            before = int(training.get("resumed_after_epoch") or 0)
+            fit_s += sum(float(pt.get("seconds") or 0) for pt in training.get("curve", [])[:before])
         repeats.append({"seed": seed + r, "accuracy": metrics["accuracy"], "f1_macro": metrics["f1_macro"],
-                        "fit_seconds": round(t1 - t0, 3), "predict_seconds": round(t2 - t1, 3)})
+                        "fit_seconds": round(fit_s, 3), "predict_seconds": round(t2 - t1, 3)})
+        if training is not None:
+            repeats[-1]["curve"] = training.get("curve", [])
+            if training.get("resumed_after_epoch"):
+                repeats[-1]["resumed_after_epoch"] = training["resumed_after_epoch"]
         if first is None:
-            first = (model, metrics, tuned)
-    model, metrics, tuned = first
+            first = (model, metrics, tuned, training)
+    model, metrics, tuned, training = first
     # The saved model is the whole Pipeline (features + classifier): it runs on raw images.
     save_pipeline_model(PipelineModel(list(feature_stages) + [model]), str(work / "model"))
     accs, f1s = [r["accuracy"] for r in repeats], [r["f1_macro"] for r in repeats]
-    return {
+    result = {
         "accuracy": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs),
         "f1_macro": statistics.fmean(f1s), "f1_macro_std": statistics.pstdev(f1s), "repeats": repeats,
         "per_class_accuracy": metrics["per_class_accuracy"], "confusion_matrix": metrics["confusion_matrix"],
@@ -315,6 +379,9 @@ def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: in
         "predict_seconds": statistics.fmean(r["predict_seconds"] for r in repeats),
         "model_bytes": _dir_bytes(work / "model"), "tuned": tuned,
     }
+    if training is not None:
+        result["cnn"] = training
+    return result
 
 
 def _tune(est, scenario: Scenario, train, seed: int):
@@ -354,14 +421,15 @@ def _tune(est, scenario: Scenario, train, seed: int):
 def _check_values(experiment: Experiment, source) -> None:
     """Hand every scenario's parameters, and each point its tuning searches, to MLlib's own
     validators (needs a session)."""
-    from sparkvision.classifiers import build_classifier
+    from sparkvision.classifiers import CLASSIFIERS, build_classifier
     from sparkvision.features import feature_size
     from sparkvision.fitting import check_on_jvm
 
     for s in experiment.scenarios:
         for searched in (_grid(s.tune["params"]) if s.tune else [{}]):
             try:
-                est = build_classifier(s.model, num_features=feature_size(s.features, source),
+                size = None if CLASSIFIERS[s.model].reads_images else feature_size(s.features, source)
+                est = build_classifier(s.model, num_features=size,
                                        num_classes=len(source.label_names), **{**s.params, **searched})
                 check_on_jvm(est)
             except (ConfigError, ValueError, TypeError) as exc:
@@ -376,6 +444,25 @@ def _warm_up(train, seed: int) -> None:
     from sparkvision.classifiers import build_classifier
 
     build_classifier("random_forest", numTrees=2, maxDepth=3, seed=seed).fit(train.sample(0.05, seed=seed))
+
+
+def _warm_up_torch(spark) -> None:
+    """Import torch once in the Python workers, untimed: workers are reused by later tasks, so
+    otherwise the first CNN scenario's test predictions alone would pay for it. Measured here on
+    81 test images, on a busy machine: without it the first CNN scenario predicted in 12.8 s and the
+    next in 2.1 s; with it, 7.5 s and 1.5 s (the rest, left in, is the first forward passes). Skipped
+    without torch: the CNN's fit then fails, recorded, saying what to install."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return
+
+    def import_torch(batches):
+        import torch  # noqa: F401  (importing it is the point)
+
+        yield from batches
+
+    spark.range(0, 8, numPartitions=8).mapInArrow(import_torch, "id long").count()
 
 
 class _Progress:
@@ -407,6 +494,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     from pyspark import StorageLevel
     from pyspark.ml import Pipeline
 
+    from sparkvision.classifiers import CLASSIFIERS
     from sparkvision.features import feature_size, feature_stages
     from sparkvision.fitting import label_with_classes
     from sparkvision.job import _versions, ingest, locate_data, split_table
@@ -455,35 +543,63 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
                               experiment.test_fraction, experiment.seed)
     todo = [(s, k) for s, k in zip(scenarios, keys) if k not in done]
     index = {k: i for i, k in enumerate(keys, start=1)}
-    for features in dict.fromkeys(s.features for s, _ in todo):  # one feature set cached at a time
-        # Fitted on the training part only (learned patch features learn their dictionary here).
-        p.say(f"computing {features} features once for {sum(1 for s, _ in todo if s.features == features)} scenarios ...")
-        featurize = Pipeline(stages=feature_stages(features, shape=(info.height, info.width, info.channels),
-                                                   seed=experiment.seed)).fit(train)
-        stages = featurize.stages
-        f_train = featurize.transform(train).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
-        f_test = featurize.transform(test).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
-        f_train.count(), f_test.count()  # fill the caches here, outside any scenario's timing
-        if not p.durations:
-            _warm_up(f_train, experiment.seed)
+
+    def input_of(s: Scenario) -> str | None:  # None: the model reads the images, no feature set
+        return None if CLASSIFIERS[s.model].reads_images else s.features
+
+    warmed = False
+    for features in dict.fromkeys(input_of(s) for s, _ in todo):  # one feature set cached at a time
+        mine = [(s, k) for s, k in todo if input_of(s) == features]
+        cached = []
+        if features is None:
+            # The CNN reads the table's rows itself, once (it writes them to its training shard), so
+            # there is nothing to compute or cache first: its fit time includes reading the images.
+            p.say(f"{len(mine)} scenarios read the images directly (no feature set) ...")
+            stages, f_train, f_test, size, features_s = [], train, test, None, 0.0
+            _warm_up_torch(spark)
+        else:
+            # Fitted on the training part only (learned patch features learn their dictionary here).
+            p.say(f"computing {features} features once for {len(mine)} scenarios ...")
+            t_features = time.perf_counter()
+            featurize = Pipeline(stages=feature_stages(features, shape=(info.height, info.width, info.channels),
+                                                       seed=experiment.seed)).fit(train)
+            stages = featurize.stages
+            f_train = featurize.transform(train).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
+            f_test = featurize.transform(test).select("label", "features").persist(StorageLevel.MEMORY_AND_DISK)
+            cached = [f_train, f_test]
+            f_train.count(), f_test.count()  # fill the caches here, outside any scenario's fit timing
+            # Charged in full to every scenario on this feature set (features_seconds): running one of
+            # them alone would cost it, whatever the others share.
+            features_s = time.perf_counter() - t_features
+            size = feature_size(features, info)
+            p.say(f"      {features} features computed in {features_s:.1f} s")
+            if not warmed:
+                _warm_up(f_train, experiment.seed)
+                warmed = True
         try:
-            for scenario, key in ((s, k) for s, k in todo if s.features == features):
+            for scenario, key in mine:
                 t0 = time.perf_counter()
                 remaining = len(todo) - len(p.durations)
                 p.say(f"[{index[key]}/{len(keys)}] {scenario.name} ({scenario.group}) ... "
                       f"elapsed {p.elapsed()}, {p.eta(remaining)}")
-                record = {"key": key, "name": scenario.name, "group": scenario.group, "features": features,
-                          "model": scenario.model, "params": scenario.params, "repeats_asked": scenario.repeats}
+                record = {"key": key, "name": scenario.name, "group": scenario.group, "features": scenario.features,
+                          "model": scenario.model, "params": scenario.params, "repeats_asked": scenario.repeats,
+                          "reads_images": features is None, "features_seconds": round(features_s, 3),
+                          "features_computed_for": len(mine) if features is not None else None}
                 final = out / "scenarios" / key
                 work = temp_path(final)
+                # The CNN's per-epoch checkpoints: kept until its result is in place, so a killed or
+                # failed run resumes after the last finished epoch.
+                checkpoints = Path(work_dir) / "cnn" / f"experiment-{key}" if features is None else None
                 shutil.rmtree(work, ignore_errors=True)
                 shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt
                 work.mkdir()
                 try:
                     try:
-                        record.update(_fit_scenario(scenario, f_train, f_test, info.class_names,
-                                                    feature_size(features, info), experiment.seed, stages, work))
-                        record.update(status="done", error=None)
+                        record.update(_fit_scenario(scenario, f_train, f_test, info.class_names, size,
+                                                    experiment.seed, stages, work, checkpoints, progress))
+                        record.update(status="done", error=None, total_seconds=round(
+                            features_s + record["fit_seconds"] + record["predict_seconds"], 3))
                     except Exception as exc:  # recorded, and the experiment goes on
                         record.update(status="failed", error=_error_text(exc))
                     _write_json(work / "result.json", record)
@@ -495,12 +611,14 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
                                           "resume.") from None
                 finally:
                     shutil.rmtree(work, ignore_errors=True)  # gone once renamed; else never left half-written
+                if checkpoints is not None and record["status"] == "done":
+                    shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved: they have served
                 p.durations.append(time.perf_counter() - t0)
                 p.say(f"      {'accuracy ' + format(record['accuracy'], '.2%') if record['status'] == 'done' else 'FAILED: ' + record['error']}"
                       f" in {p.durations[-1]:.1f} s")
         finally:
-            f_train.unpersist()
-            f_test.unpersist()
+            for frame in cached:
+                frame.unpersist()
     results = [r for k in keys if (r := _recorded(out / "scenarios" / k / "result.json")) is not None]
     baseline = next((r["key"] for r in results if r["model"] == "random_forest" and r["features"] == "gray"
                      and r["params"] == {"numTrees": 10, "maxDepth": 5}), None)
@@ -517,12 +635,14 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
 
 def _print_table(results: list[dict], out: Path, written: list[Path]) -> None:
     rows = sorted(results, key=lambda r: (r.get("status") != "done", -r.get("accuracy", 0)))
-    print(f"\n{'#':>2}  {'scenario':<55} {'accuracy':>14} {'fit s':>8}")
+    print(f"\n{'#':>2}  {'scenario':<55} {'accuracy':>14} {'fit s':>8} {'total s':>8}")
     for i, r in enumerate(rows, start=1):
         if r.get("status") == "done":
             acc = f"{r['accuracy']:.2%}" + (f" ±{r['accuracy_std'] * 100:.1f}" if r["accuracy_std"] else "")
-            print(f"{i:>2}  {r['name'][:55]:<55} {acc:>14} {r['fit_seconds']:>8.1f}")
+            total = f"{r['total_seconds']:>8.1f}" if isinstance(r.get("total_seconds"), (int, float)) else f"{'–':>8}"
+            print(f"{i:>2}  {r['name'][:55]:<55} {acc:>14} {r['fit_seconds']:>8.1f} {total}")
         else:
             print(f"{i:>2}  {r['name'][:55]:<55} {'failed':>14}   {r['error'][:60]}")
-    print(f"\nreport   {out / 'REPORT.md'}, {out / 'report.html'}")
+    print("\ntotal s: the scenario's feature set computed (charged in full to each scenario using it), fit and test")
+    print(f"report   {out / 'REPORT.md'}, {out / 'report.html'}")
     print(f"results  {out / 'results.json'}; models under {out / 'scenarios'}/<key>/model")

@@ -5,6 +5,12 @@ this module never needs Spark. Everything written in the report is derived from 
 the "What helped" summary compares scenarios that differ in one setting only and calls a change
 "little difference" only when it is within a noise threshold computed from the measured spread.
 
+Time is shown two ways. ``fit_seconds`` is the classifier's fit on features already computed and
+cached. A scenario's whole cost, ``total_seconds``, adds the time its feature set took to compute
+(``features_seconds``: computed once and shared, but charged in full to every scenario using it)
+and its test predictions; the accuracy-against-minutes plot and, where recorded, the sentences on
+cost use it.
+
 >>> format_accuracy(0.4521, 0.003, repeats=3)
 '45.2 % ± 0.3'
 >>> format_points(0.06)
@@ -38,14 +44,17 @@ PLOT_TITLES = {
     "accuracy_vs_trees.png": "Accuracy against number of trees (random forest)",
     "accuracy_vs_depth.png": "Accuracy against tree depth",
     "accuracy_vs_centroids.png": "Accuracy against dictionary size K (learned patch features)",
-    "accuracy_vs_fit_time.png": "Accuracy against fit time, every scenario",
+    "accuracy_vs_epochs.png": "Accuracy against epochs (CNN), one line per widths",
+    "accuracy_vs_fit_time.png": "Accuracy against fit time (the classifier's fit only), every scenario",
+    "accuracy_vs_minutes.png": "Accuracy against total minutes (features + fit + test), every scenario",
     "confusion_matrix.png": "Confusion matrix of the best scenario",
     "per_class_accuracy.png": "Per-class accuracy",
 }
 
 TABLE_HEADERS = ["Rank", "Scenario", "Model", "Features", "Params", "Accuracy", "Macro F1",
-                 "Fit s", "Predict s", "Model MB"]
-_NUMERIC = {"Rank", "Accuracy", "Macro F1", "Fit s", "Predict s", "Model MB"}  # right-aligned columns
+                 "Fit s", "Predict s", "Model MB", "Features s", "Total s"]
+_NUMERIC = {"Rank", "Accuracy", "Macro F1", "Fit s", "Predict s", "Model MB", "Features s",
+            "Total s"}  # right-aligned columns
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,6 +201,33 @@ def _fit_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> float 
     # A zero fit time is a timer too coarse for the model, not a free model: no ratio from it.
     top, bottom = _fit(numerator), _fit(denominator)
     return top / bottom if top and bottom else None
+
+
+def total_seconds(result: dict[str, Any]) -> float | None:
+    """A scenario's whole cost: its feature set's computation (charged in full, though shared), its
+    fit and its test predictions; None when the feature set's time was not recorded."""
+    value = result.get("total_seconds")
+    if _is_number(value):
+        return float(value)
+    parts = [result.get(k) for k in ("features_seconds", "fit_seconds", "predict_seconds")]
+    return float(sum(parts)) if all(_is_number(v) for v in parts) else None
+
+
+def _total_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> float | None:
+    top, bottom = total_seconds(numerator), total_seconds(denominator)
+    return top / bottom if top and bottom else None
+
+
+def tradeoff(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The finished scenarios no other beats on both accuracy and total time, fastest first: each is
+    more accurate than every scenario that costs less (the choices a user picks from)."""
+    rows = sorted((r for r in ranked(results) if total_seconds(r) is not None),
+                  key=lambda r: (total_seconds(r), -r["accuracy"]))
+    front: list[dict[str, Any]] = []
+    for r in rows:
+        if not front or r["accuracy"] > front[-1]["accuracy"]:
+            front.append(r)
+    return front
 
 
 def _repeat_count(result: dict[str, Any]) -> int | None:
@@ -361,6 +397,8 @@ def _best_sentence(best: dict[str, Any]) -> str:
         text += f" (macro F1 {format_percent(best['f1_macro'])})"
     if _fit(best) is not None:
         text += f", fitted in {format_seconds(_fit(best))} s"
+    if total_seconds(best) is not None:
+        text += f" ({format_duration(total_seconds(best))} in all with its features and test predictions)"
     tuned = best.get("tuned")
     if isinstance(tuned, dict):
         text += f"; tuned by {tuned.get('method', 'search')} to {format_params(tuned.get('best_params'))}"
@@ -373,11 +411,13 @@ def _baseline_sentence(best: dict[str, Any], baseline: dict[str, Any]) -> str:
     if baseline is best:
         return "The best scenario is the assignment baseline itself."
     delta, threshold = best["accuracy"] - baseline["accuracy"], noise_threshold_points(best, baseline)
-    ratio = _fit_ratio(best, baseline)
+    ratio, what = _total_ratio(best, baseline), "its total time"
+    if ratio is None:
+        ratio, what = _fit_ratio(best, baseline), "its fit time"
     noise = f" (within the {threshold:.1f}-point noise threshold)" if 100 * delta < threshold else ""
     return (f"That is {points_between(baseline['accuracy'], best['accuracy'])}{noise} over the assignment "
             f"baseline ({baseline.get('name')}, {format_percent(baseline['accuracy'])})"
-            f"{_time_phrase(ratio, 'its fit time')}.")
+            f"{_time_phrase(ratio, what)}.")
 
 
 def _models_sentence(order: list[dict[str, Any]]) -> str | None:
@@ -386,6 +426,10 @@ def _models_sentence(order: list[dict[str, Any]]) -> str | None:
         best_of.setdefault(str(r.get("model")), r)
     if len(best_of) < 2:
         return None
+    if all(total_seconds(r) is not None for r in best_of.values()):  # the whole cost, when every one has it
+        parts = [f"{i}. {model} {format_percent(r['accuracy'])} in {format_duration(total_seconds(r))}"
+                 for i, (model, r) in enumerate(best_of.items(), start=1)]
+        return "Models, best scenario of each (total time: features, fit and test): " + "; ".join(parts) + "."
     parts = [f"{i}. {model} {format_percent(r['accuracy'])}"
              + (f" in {format_seconds(_fit(r))} s" if _fit(r) is not None else "")
              for i, (model, r) in enumerate(best_of.items(), start=1)]
@@ -394,6 +438,8 @@ def _models_sentence(order: list[dict[str, Any]]) -> str | None:
 
 def _cost_sentence(order: list[dict[str, Any]]) -> str | None:
     best = order[0]
+    if total_seconds(best) is not None:
+        return _total_cost_sentence(order)
     if _fit(best) is None:
         return None
     near = [r for r in order if 100 * (best["accuracy"] - r["accuracy"]) <= NEAR_BEST_POINTS and _fit(r) is not None]
@@ -406,11 +452,37 @@ def _cost_sentence(order: list[dict[str, Any]]) -> str | None:
             f"{format_seconds(_fit(cheapest))} s instead of {format_seconds(_fit(best))} s{speedup}.")
 
 
+def _total_cost_sentence(order: list[dict[str, Any]]) -> str | None:
+    best = order[0]
+    near = [r for r in order if 100 * (best["accuracy"] - r["accuracy"]) <= NEAR_BEST_POINTS
+            and total_seconds(r) is not None]
+    cheapest = min(near, key=total_seconds)
+    if cheapest is best or total_seconds(cheapest) >= total_seconds(best):
+        return None
+    speedup = (f", {format_ratio(total_seconds(best) / total_seconds(cheapest))} faster"
+               if total_seconds(cheapest) > 0 else "")
+    return (f"Cost: {cheapest.get('name')} reaches {format_percent(cheapest['accuracy'])} "
+            f"({points_between(best['accuracy'], cheapest['accuracy'])} from the best) in "
+            f"{format_duration(total_seconds(cheapest))} in all (features, fit and test) instead of "
+            f"{format_duration(total_seconds(best))}{speedup}.")
+
+
+def _tradeoff_sentence(results: Sequence[dict[str, Any]]) -> str | None:
+    front = tradeoff(results)
+    if len(front) < 2:
+        return None
+    parts = [f"{r.get('name')} {format_percent(r['accuracy'])} in {format_duration(total_seconds(r))}"
+             for r in front]
+    return ("Trade-off by total time (features, fit and test), each more accurate than every faster "
+            "scenario: " + "; ".join(parts) + ".")
+
+
 def summary_lines(summary: dict[str, Any], results: Sequence[dict[str, Any]]) -> list[str]:
     """The "What helped" sentences, each emitted only when the results support it.
 
     Best scenario (and its gain over the assignment baseline), the effect of more trees, of
-    depth, of colour features, the best of each model, and the cheapest near-best scenario.
+    depth, of colour features, of the CNN's epochs, the best of each model, the cheapest near-best
+    scenario and, where total times are recorded, the accuracy-for-time trade-off.
     """
     order = ranked(results)
     if not order:
@@ -428,9 +500,9 @@ def summary_lines(summary: dict[str, Any], results: Sequence[dict[str, Any]]) ->
             lines.append(f"The assignment baseline ({attempted.get('name') or attempted.get('key')}) failed, "
                          f"so nothing is compared with it.")
     for topic, param, models in (("Trees", "numTrees", ("random_forest",)), ("Depth", "maxDepth", TREE_MODELS),
-                                 ("Features", "features", None)):
+                                 ("Features", "features", None), ("Epochs", "epochs", ("cnn",))):
         lines += [describe_comparison(topic, c) for c in comparisons(results, param, models)]
-    lines += [s for s in (_models_sentence(order), _cost_sentence(order)) if s]
+    lines += [s for s in (_models_sentence(order), _cost_sentence(order), _tradeoff_sentence(results)) if s]
     not_done = failed(results)
     if not_done:
         lines.append(f"{len(not_done)} of {len(results)} scenarios failed (listed below); none of these "
@@ -456,17 +528,40 @@ def results_table(results: Sequence[dict[str, Any]]) -> list[list[str]]:
                      format_accuracy(r["accuracy"], _std(r), _repeat_count(r)),
                      format_percent(f1) if _is_number(f1) else "–",
                      format_seconds(_fit(r)), format_seconds(r.get("predict_seconds")),
-                     format_megabytes(r.get("model_bytes"))])
+                     format_megabytes(r.get("model_bytes")),
+                     "none" if r.get("reads_images") else format_seconds(r.get("features_seconds")),
+                     format_seconds(total_seconds(r))])
     return rows
 
 
 def _table_note(results: Sequence[dict[str, Any]]) -> str:
     counts = sorted({c for c in (_repeat_count(r) for r in ranked(results)) if c})
     if not counts or counts == [1]:
-        return "One repeat per scenario, so no spread is shown. Times are means over repeats."
-    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    return (f"± is the standard deviation of accuracy in points over {span} repeats (seeds); "
-            f"times are means over repeats. MB = 10⁶ bytes.")
+        note = "One repeat per scenario, so no spread is shown. Times are means over repeats."
+    else:
+        span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        note = (f"± is the standard deviation of accuracy in points over {span} repeats (seeds); "
+                f"times are means over repeats. MB = 10⁶ bytes.")
+    return note + " " + _time_note(results)
+
+
+def _time_note(results: Sequence[dict[str, Any]]) -> str:
+    done = ranked(results)
+    note = ("Fit s is the classifier's fit on features already computed and cached, and Predict s its "
+            "scoring of the test images from them. Features s is the time to compute the scenario's feature "
+            "set (learning a patch dictionary where there is one, and turning every training and test image "
+            "into features), measured once and shared by the scenarios that use it, but charged in full to "
+            "each: running that scenario alone would cost it. Total s = Features s + Fit s + Predict s, the "
+            "time the accuracy-against-minutes plot uses; none of these include starting Spark or ingesting "
+            "the images, which are the same for every scenario.")
+    if any(r.get("reads_images") for r in done):
+        note += (" A model that reads the images itself (the CNN) has no feature set (none): its fit "
+                 "includes reading the images, writing its training shard and starting torchrun.")
+    unknown = sum(1 for r in done if total_seconds(r) is None)
+    if unknown:
+        note += (f" {unknown} of {len(done)} scenarios have no recorded feature-set time (–), so no total: "
+                 f"their fit time alone would understate what they cost.")
+    return note
 
 
 def header_items(summary: dict[str, Any], results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -482,6 +577,9 @@ def header_items(summary: dict[str, Any], results: Sequence[dict[str, Any]]) -> 
              ("Evaluated on", str(summary.get("evaluated_on", "unknown"))),
              ("Scenarios", f"{len(results)} ({done_count} done, {len(results) - done_count} failed)"),
              ("Total time", format_duration(summary.get("seconds_total")))]
+    feature_times = _feature_set_times(results)
+    if feature_times:
+        items.append(("Feature sets computed in", feature_times + " (each once, shared by its scenarios)"))
     baseline = baseline_result(summary, results)
     if baseline is not None:
         items.append(("Assignment baseline", str(baseline.get("name"))))
@@ -489,6 +587,22 @@ def header_items(summary: dict[str, Any], results: Sequence[dict[str, Any]]) -> 
     if versions:
         items.append(("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     return items
+
+
+def _feature_set_times(results: Sequence[dict[str, Any]]) -> str:
+    """``'gray 4.1 s, patches:1600 1 min 42 s'``: each feature set's recorded computation time (a
+    range when reruns measured it more than once)."""
+    times: dict[str, list[float]] = {}
+    for r in ranked(results):
+        if not r.get("reads_images") and _is_number(r.get("features_seconds")):
+            times.setdefault(str(r.get("features")), []).append(float(r["features_seconds"]))
+    parts = []
+    for features, values in sorted(times.items(), key=lambda item: _order_key(item[0])):
+        low, high = min(values), max(values)
+        shown = format_duration(low) if format_duration(low) == format_duration(high) else \
+            f"{format_duration(low)} to {format_duration(high)}"
+        parts.append(f"{features} {shown}")
+    return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -595,7 +709,7 @@ def _annotate_point(ax, x: float, y: float, text: str, *, above: bool, color: st
 def plot_accuracy_vs_fit_time(summary: dict[str, Any], results: Sequence[dict[str, Any]]):
     """Every finished scenario: accuracy against fit time (log scale), by model; or None."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     timed = [r for r in ranked(results) if _fit(r) is not None and _fit(r) > 0]
     if not timed:
@@ -613,6 +727,7 @@ def plot_accuracy_vs_fit_time(summary: dict[str, Any], results: Sequence[dict[st
     # Plain seconds (2, 5, 10, 20 …) read better than powers of ten on a range of a few decades.
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())  # on under a decade matplotlib labels minor ticks too, as 3×10⁻¹
     ax.set_xlabel("Fit time (seconds, log scale)")
     ax.set_ylabel("Test accuracy (%)")
     _percent_axis(ax.yaxis)
@@ -629,6 +744,115 @@ def plot_accuracy_vs_fit_time(summary: dict[str, Any], results: Sequence[dict[st
     baseline = baseline_result(summary, results)
     if baseline is not None and baseline is not best and baseline in timed:
         _annotate_point(ax, _fit(baseline), 100 * baseline["accuracy"],
+                        f"assignment baseline\n{format_percent(baseline['accuracy'])}", above=False,
+                        color="dimgray")
+    _legend_outside(ax, "model")
+    return fig
+
+
+def _cnn_setting(result: dict[str, Any], name: str) -> Any:
+    # What the CNN trained with: its params, else the settings its run recorded (the defaults it used).
+    params = result.get("params") or {}
+    if name in params:
+        return params[name]
+    return ((result.get("cnn") or {}).get("settings") or {}).get(name)
+
+
+def plot_accuracy_vs_epochs(summary: dict[str, Any], results: Sequence[dict[str, Any]]):
+    """The CNN's test accuracy against its epochs, a line per widths (and other params), with the
+    training accuracy per epoch of each line's longest run dashed beside it; or None."""
+    from matplotlib.figure import Figure
+
+    lines: dict[str, dict[float, dict[str, Any]]] = {}
+    for r in ranked(results):  # best first: of two runs of one configuration, the better is shown
+        epochs = _cnn_setting(r, "epochs")
+        if r.get("model") != "cnn" or r.get("tuned") or not _is_number(epochs):
+            continue
+        widths = _cnn_setting(r, "widths")
+        others = {k: v for k, v in (r.get("params") or {}).items() if k not in ("epochs", "widths")}
+        label = " ".join(p for p in (f"widths={_format_value(widths) if widths else 'default'}",
+                                     format_params(others)) if p)
+        lines.setdefault(label, {}).setdefault(float(epochs), r)
+    if not lines:
+        return None
+    fig = Figure(figsize=(9, 5))
+    ax = fig.add_subplot()
+    ticks: set[float] = set()
+    curves = False
+    for i, (label, by_epochs) in enumerate(sorted(lines.items())):
+        points = sorted(by_epochs.items())
+        color = f"C{i % 10}"
+        ax.errorbar([e for e, _ in points], [100 * r["accuracy"] for _, r in points],
+                    yerr=[100 * _std(r) for _, r in points], marker="o", capsize=4, color=color,
+                    label=f"{label}: test accuracy")
+        ticks.update(e for e, _ in points)
+        longest_epochs, longest = points[-1]
+        curve = [pt for pt in ((longest.get("cnn") or {}).get("curve") or [])
+                 if isinstance(pt, dict) and _is_number(pt.get("epoch")) and _is_number(pt.get("train_accuracy"))]
+        if curve:
+            curves = True
+            ax.plot([pt["epoch"] for pt in curve], [100 * pt["train_accuracy"] for pt in curve], linestyle="--",
+                    marker=".", color=color, alpha=0.6,
+                    label=f"{label}: training accuracy, {_format_value(longest_epochs)}-epoch run")
+            ticks.update(float(pt["epoch"]) for pt in curve)
+    ax.set_xticks(sorted(ticks), [_format_value(t) for t in sorted(ticks)])
+    ax.set_xlabel("Epochs (passes over the training images)")
+    ax.set_ylabel("Accuracy (%)")
+    _percent_axis(ax.yaxis)
+    ax.set_title("CNN: accuracy against epochs, one line per widths"
+                 + ("\n(dashed: training accuracy per epoch, on augmented images and the run's own schedule)"
+                    if curves else ""))
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.1, y=0.15)
+    _legend_outside(ax, "CNN widths, params")
+    return fig
+
+
+def plot_accuracy_vs_minutes(summary: dict[str, Any], results: Sequence[dict[str, Any]]):
+    """Every finished scenario with a total time: accuracy against minutes of features + fit + test
+    (log scale), by model, with the scenarios no other beats on both joined; or None."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    order = ranked(results)
+    timed = [r for r in order if (total_seconds(r) or 0) > 0]
+    if not timed:
+        return None
+    minutes = {id(r): total_seconds(r) / 60 for r in timed}
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.add_subplot()
+    markers = "osD^vP*Xh<>"
+    models = list(dict.fromkeys(str(r.get("model")) for r in timed))
+    for i, model in enumerate(models):
+        mine = [r for r in timed if str(r.get("model")) == model]
+        ax.scatter([minutes[id(r)] for r in mine], [100 * r["accuracy"] for r in mine], label=model, s=55,
+                   marker=markers[i % len(markers)], color=f"C{i % 10}", edgecolors="black", linewidths=0.5,
+                   zorder=3)
+    front = tradeoff(timed)
+    if len(front) >= 2:
+        ax.step([minutes[id(r)] for r in front], [100 * r["accuracy"] for r in front], where="post",
+                color="gray", linestyle="--", linewidth=1, zorder=2,
+                label="best accuracy for the time")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())  # on under a decade matplotlib labels minor ticks too, as 3×10⁻¹
+    ax.set_xlabel("Total minutes: feature set (charged in full, though shared) + fit + test (log scale)")
+    ax.set_ylabel("Test accuracy (%)")
+    _percent_axis(ax.yaxis)
+    untimed = len(order) - len(timed)
+    ax.set_title("Accuracy against total time, every finished scenario"
+                 + (f"\n({untimed} without a recorded feature-set time not shown)" if untimed else ""))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.margins(x=0.15, y=0.2)  # room for the annotations
+    best = order[0]
+    if best is timed[0]:
+        _annotate_point(ax, minutes[id(best)], 100 * best["accuracy"],
+                        f"best: {best.get('name')}\n{format_percent(best['accuracy'])}", above=True,
+                        color="darkgreen")
+    baseline = baseline_result(summary, results)
+    if baseline is not None and baseline is not best and id(baseline) in minutes:
+        _annotate_point(ax, minutes[id(baseline)], 100 * baseline["accuracy"],
                         f"assignment baseline\n{format_percent(baseline['accuracy'])}", above=False,
                         color="dimgray")
     _legend_outside(ax, "model")
@@ -714,7 +938,9 @@ PLOTTERS = {
     "accuracy_vs_trees.png": plot_accuracy_vs_trees,
     "accuracy_vs_depth.png": plot_accuracy_vs_depth,
     "accuracy_vs_centroids.png": plot_accuracy_vs_centroids,
+    "accuracy_vs_epochs.png": plot_accuracy_vs_epochs,
     "accuracy_vs_fit_time.png": plot_accuracy_vs_fit_time,
+    "accuracy_vs_minutes.png": plot_accuracy_vs_minutes,
     "confusion_matrix.png": plot_confusion_matrix,
     "per_class_accuracy.png": plot_per_class_accuracy,
 }

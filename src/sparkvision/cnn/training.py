@@ -287,6 +287,8 @@ def train(job_json: str) -> dict[str, Any]:
                 correct += int((out.detach().argmax(1) == y).sum())
                 seen += len(y)
             if step >= total_steps:
+                if step % LOOKAHEAD_EVERY:  # the steps since the last update count too (a short run may have no other)
+                    lookahead.update(net, lookahead_decay(step, total_steps))
                 lookahead.update(net, 1.0)  # the last weights are the average's
             seconds = time.perf_counter() - t0
             train_s += seconds

@@ -1,0 +1,74 @@
+"""Training and inference rates of the CNN on this CPU, by widths, precision and threads.
+
+    .venv/bin/python benchmarks/cnn_rates.py [--threads 2] [--widths 64,128,128 64,256,256] [--seconds 6]
+
+Random images, one process, no Spark: the network's own speed (a training step is forward,
+backward and a Nesterov SGD step on a batch of 256). It shows whether bfloat16 pays on this
+CPU: native only with AMX or AVX512-BF16 (``cnn.settings.cpu_has_native_bfloat16``); elsewhere
+PyTorch emulates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from cnn import cpu_model
+from sparkvision.cnn.network import Network
+from sparkvision.cnn.settings import cpu_has_native_bfloat16
+
+
+def rate(widths: tuple[int, int, int], precision: str, seconds: float, batch: int = 256) -> tuple[float, float]:
+    """(training images/s, inference images/s) for one configuration."""
+    net = Network(widths).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    bf16 = precision == "bfloat16"
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=0.2, reduction="sum")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def timed(fn) -> float:
+        fn()  # warm-up: oneDNN picks its kernels on the first call
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            fn()
+            n += batch
+        return n / (time.perf_counter() - start)
+
+    train = timed(step)
+    net.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        infer = timed(lambda: net(x))
+    return train, infer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    parser.add_argument("--widths", nargs="+", default=["64,128,128", "64,256,256"])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--seconds", type=float, default=6.0)
+    args = parser.parse_args()
+    print(f"CPU: {cpu_model()}; native bfloat16: {cpu_has_native_bfloat16()}; torch {torch.__version__}")
+    print("| widths | precision | threads | training images/s | inference images/s (one view) |")
+    print("|---|---|---:|---:|---:|")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for widths in args.widths:
+            for precision in args.precisions:
+                train, infer = rate(tuple(int(w) for w in widths.split(",")), precision, args.seconds)
+                print(f"| {widths.replace(',', '/')} | {precision} | {threads} | {train:,.0f} | {infer:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
