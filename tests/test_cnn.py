@@ -121,7 +121,8 @@ def test_a_run_killed_mid_training_resumes_after_its_last_finished_epoch(spark, 
     assert len(checkpoints) == 1
     assert main(argv) == 0  # the same command again: resumes (this process's session)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["cnn"]["resumed_after_epoch"] == 2
+    # after epoch 2, or 3 when the third (a fraction of a second here) finished before the kill landed
+    assert metrics["cnn"]["resumed_after_epoch"] in (2, 3)
     assert [p["epoch"] for p in metrics["cnn"]["curve"]] == [1, 2, 3, 4]
     # The same data, order and augmentation as the uninterrupted run: the same accuracy, give or take.
     assert abs(metrics["accuracy"] - cnn_run[1]["accuracy"]) <= 0.1

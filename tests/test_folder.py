@@ -193,3 +193,23 @@ def test_public_api_loads_folders_and_refuses_a_folder_as_cifar(spark, tree, tmp
     assert table.info.num_images == 72 and table.info.class_names == ("cats", "dogs", "fish")
     with pytest.raises(DataNotFoundError, match="use load_folder"):
         sv.load_cifar10(spark, tree, work_dir=tmp_path, progress=False)
+
+
+def test_files_beside_the_class_folders_and_empty_files_are_listed_not_read(spark, tmp_path):
+    """An image beside the class folders has no class: the class folders are read instead of the
+    root (no row labelled -1); an empty file, which Spark's reader drops silently, is counted and
+    listed; with --strict it is refused before anything is read. The root's brackets are no glob."""
+    root = tmp_path / "pics [1]"
+    _make_tree(root, per_class=3, broken=False)
+    Image.new("RGB", (4, 4)).save(root / "stray.png")
+    (root / "cats" / "empty.png").write_bytes(b"")
+    src = locate_folder(root)
+    assert src.paths == tuple(str(root / c) for c in COLOURS)
+    assert dict(src.ignored)[str(root / "stray.png")].startswith("not in a class folder")
+    table = ingest_folder(spark, src, tmp_path / "w", progress=False)
+    assert table.info.num_images == table.df.count() == 9 and table.df.filter("label < 0").count() == 0
+    assert table.info.skipped == 1
+    assert table.skipped == [{"path": str(root / "cats" / "empty.png"), "reason": "empty file (0 bytes)"}]
+    with pytest.raises(BadDataError, match=r"empty\.png: cannot be read as an image \(empty file"):
+        ingest_folder(spark, src, tmp_path / "w2", strict=True, progress=False)
+    assert not (tmp_path / "w2").exists()

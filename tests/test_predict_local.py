@@ -222,3 +222,25 @@ def test_a_closed_pipe_ends_predict_quietly(models, pictures):
     proc.stdout.close()  # before the first row is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "error" not in err
+
+
+def test_both_engines_list_empty_files_links_and_other_formats_alike(spark, models, tmp_path):
+    """Spark's reader drops empty files and links to nothing without a word: both engines list them
+    (from the listing), and the files that are not images to read, the same way."""
+    folder = tmp_path / "odd [set]"  # brackets: Spark would read the path as a glob pattern
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    _picture(rng, COLOURS["cats"], 32, 32).save(folder / "good one.png")
+    _picture(rng, COLOURS["cats"], 32, 32).save(folder / "scan.tiff", "TIFF")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    a = predict(spark, models["forest"], [str(folder)], out=str(tmp_path / "spark.csv"), progress=False)
+    b = predict_local(models["forest"], [str(folder)], out=str(tmp_path / "local.csv"), progress=False)
+    assert a["predicted"] == b["predicted"] == 1
+    assert _read(tmp_path / "spark.csv") == _read(tmp_path / "local.csv")
+    assert sorted(map(str, a["skipped"])) == sorted(map(str, b["skipped"]))
+    assert {s["path"]: s["reason"] for s in b["skipped"]} == {
+        str(folder / "empty.png"): "empty file (0 bytes)",
+        str(folder / "gone.jpg"): f"a symbolic link to {tmp_path / 'nowhere.jpg'}, which does not exist"}
+    assert a["ignored"] == b["ignored"] == [{"path": str(folder / "scan.tiff"), "reason": "not a supported image "
+                                             "format (.tiff); sparkvision reads .jpg, .jpeg, .png, .gif, .bmp, .webp"}]

@@ -8,7 +8,7 @@ The same pieces are a Python API (loaded on first use, so the command line start
 
 >>> import sparkvision as sv
 >>> sorted(sv.CLASSIFIERS)[:3]
-['decision_tree', 'gbt', 'linear_svc']
+['cnn', 'decision_tree', 'gbt']
 """
 
 from __future__ import annotations

@@ -191,6 +191,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"skipped  {m['data']['skipped_files']} unreadable file(s), listed in metrics.json; the first:")
         for item in m["data"]["skipped"][:5]:
             print(f"         {item['path']}: {item['reason']}")
+    if m["data"].get("ignored_files"):
+        print(f"ignored  {m['data']['ignored_files']} file(s) or folder(s) that are not images to read, listed in "
+              "metrics.json; the first:")
+        for item in m["data"]["ignored"][:5]:
+            print(f"         {item['path']}: {item['reason']}")
     return 0
 
 
@@ -233,6 +238,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"skipped {len(result['skipped'])} unreadable file(s):", file=sys.stderr)
         for item in result["skipped"][:10]:
             print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+    if result.get("ignored"):
+        print(f"ignored {len(result['ignored'])} file(s) that are not images to read:", file=sys.stderr)
+        for item in result["ignored"][:10]:
+            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
     return 0
 
 
@@ -256,6 +265,17 @@ def _jvm_died(err: BaseException) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+def _refused_setting(args: argparse.Namespace, err: BaseException) -> str | None:
+    """The message for a failure that names a ``--conf`` key the user gave (Spark refused its value)."""
+    text = str(err)
+    for key, value in getattr(args, "conf", None) or ():
+        if key in text:  # Spark's own words about it, else the failure's summary
+            said = next((line.strip().removeprefix("Caused by: ") for line in text.splitlines() if key in line),
+                        failure_summary(err))
+            return f"Spark refused the setting --conf {key}={value}: {said[:300]}. Fix its value, or drop it."
+    return None
 
 
 class _Stopped(KeyboardInterrupt):
@@ -309,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "or --executor-memory (a cluster), or less work per run (e.g. fewer --centroids).",
                   file=sys.stderr)
             return 7
+        refused = _refused_setting(args, err)
+        if refused:
+            print(f"\nerror: {refused}", file=sys.stderr)
+            return 2
         print(f"\nerror: unexpected {type(err).__name__}: {failure_summary(err)}\n"
               "(run again with --traceback for the full trace)", file=sys.stderr)
         return 1

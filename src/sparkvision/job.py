@@ -171,12 +171,43 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
     return final, tmp
 
 
-def _looks_like_cifar(path: Path) -> bool:
-    from sparkvision.datasets.cifar import RELEASES
+def _looks_like_cifar(path: Path, dataset: str = "cifar10") -> bool:
+    """Whether the folder (or file) ``path`` is a CIFAR release rather than a tree of class folders.
 
-    names = {n for r in RELEASES.values() for n in (r.base_folder, r.bin_folder, r.filename, r.train_list[0],
-                                                    r.train_list[0] + ".bin")}
-    return path.is_file() or any((path / n).exists() for n in names)
+    A release is told by what only a release holds: its folders (``cifar-10-batches-py/`` …) as
+    folders, its archive and first batch file as files. CIFAR-100's python batches are named
+    ``train`` and ``test``, as are the folders of the class-folder layout ``{train,test}/<class>/``:
+    so ``train`` counts only as a file, and beside class folders only with ``--dataset cifar100``
+    (or ``cifar100-coarse``).
+    """
+    from sparkvision.datasets.cifar import RELEASES
+    from sparkvision.datasets.folder import hidden_name
+
+    if path.is_file():
+        return True
+    releases = RELEASES.values()
+    if any((path / n).is_dir() for r in releases for n in (r.base_folder, r.bin_folder)):
+        return True
+    batches = [n for r in releases for n in (r.filename, r.train_list[0], r.train_list[0] + ".bin")
+               if (path / n).is_file()]
+    if not batches:
+        return False
+    if set(batches) != {"train"} or RELEASES[dataset].train_list == ("train",):
+        return True
+    # Only a file named train, and --dataset cifar10: CIFAR-100's batches, or a file beside class folders?
+    return not any(e.is_dir() and not hidden_name(e.name) for e in os.scandir(path))
+
+
+def _check_work_dir(work_dir: str) -> None:
+    """A --work-dir that cannot hold tables is a ConfigError now, before any work (not a traceback later)."""
+    path = Path(work_dir).expanduser()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--work-dir {work_dir}: {existing} is a file, not a folder; choose another work folder "
+                          "(it keeps the image tables and downloads between runs).")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--work-dir {work_dir}: cannot write in {existing} (permission denied); choose another "
+                          "work folder.")
 
 
 def locate_data(data: str, work_dir: str, *, dataset: str = "cifar10", image_size: int = 32,
@@ -191,8 +222,12 @@ def locate_data(data: str, work_dir: str, *, dataset: str = "cifar10", image_siz
 
     if dataset not in RELEASES:
         raise ConfigError(f"--dataset {dataset!r}: choose one of {', '.join(RELEASES)}.")
+    if not str(data).strip():
+        raise ConfigError("--data is empty: pass a folder of class folders, a CIFAR release folder or archive, "
+                          "or auto to download CIFAR-10.")
+    _check_work_dir(work_dir)
     path = Path(data).expanduser()
-    if data != "auto" and path.is_dir() and not _looks_like_cifar(path):
+    if data != "auto" and path.is_dir() and not _looks_like_cifar(path, dataset):
         return locate_folder(path, image_size)
     return locate(data, Path(work_dir), RELEASES[dataset], progress=progress)
 
@@ -291,6 +326,9 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             "config": {**asdict(config), "out": str(final), "model_params": config.model_params()},
             "data": {"table": str(table.path), "table_reused": table.reused, "source": source.root,
                      "skipped_files": table.info.skipped, "skipped": table.skipped,
+                     # files the listing found that are not images to read (other formats, hidden names, …)
+                     "ignored_files": len(getattr(source, "ignored", ())),
+                     "ignored": [{"path": p, "reason": why} for p, why in getattr(source, "ignored", ())[:1000]],
                      "num_images": table.info.num_images, "evaluated_on": "test_batch"
                      if table.info.has_test else f"random {config.test_fraction} hold-out, seed {config.seed}"},
             "class_names": list(table.info.class_names),

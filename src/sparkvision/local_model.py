@@ -19,6 +19,12 @@ Stages it evaluates, each exactly as its Spark implementation does:
 Any other stage (one-vs-rest, the perceptron, a categorical tree split, …) raises
 :class:`UnsupportedModelError`, and ``predict --engine auto`` uses Spark instead.
 
+:func:`check_model` checks every file of a saved model folder, for both engines, before either
+reads it: a missing one is a DataNotFoundError, a damaged one (metadata that is not JSON,
+Parquet without its footer, a file that no longer matches the checksum Spark wrote beside it,
+weights that are not safetensors, a class list that does not fit the classifier) or a stage
+class this version does not have is a BadDataError, each naming the file.
+
 Agreement with Spark (``tests/test_predict_local.py``): forests and trees give bit-identical
 probabilities (the same operations in the same order). Logistic regression and naive Bayes
 agree to about 1e-14 relative (Spark's gemv adds the products in another order; Java's exp and
@@ -34,13 +40,16 @@ import functools
 import io
 import json
 import math
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError, SparkVisionError
 
 _FOREST = "org.apache.spark.ml.classification.RandomForestClassificationModel"
 _TREE = "org.apache.spark.ml.classification.DecisionTreeClassificationModel"
@@ -64,12 +73,41 @@ class UnsupportedModelError(ConfigError):
 # Reading what Spark wrote
 
 
+_AGAIN = "copy the model folder again, or train again"
+
+
 def _metadata(folder: Path) -> dict[str, Any]:
-    """A stage's (or pipeline's) metadata: the JSON line DefaultParamsWriter writes to metadata/part-*."""
+    """A stage's (or pipeline's) metadata: the JSON line DefaultParamsWriter writes to metadata/part-*.
+
+    A missing file is a DataNotFoundError, one that is not such a line a BadDataError, each naming
+    the file.
+    """
     parts = sorted((folder / "metadata").glob("part-*"))
     if not parts:
-        raise DataNotFoundError(f"{folder}: no metadata/part-* file; the model folder is incomplete.")
-    return json.loads(parts[0].read_text().splitlines()[0])
+        raise DataNotFoundError(f"{folder}: no metadata/part-* file; the model folder is incomplete: {_AGAIN}.")
+    try:
+        lines = parts[0].read_text(encoding="utf-8").splitlines()
+        meta = json.loads(lines[0]) if lines else None
+    except (ValueError, OSError) as exc:  # not JSON, not UTF-8 (UnicodeDecodeError is a ValueError), unreadable
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, ValueError) else exc.strerror or str(exc)
+        raise BadDataError(f"{parts[0]}: not the metadata of a saved model ({why}); the model folder is damaged: "
+                           f"{_AGAIN}.") from None
+    if not (isinstance(meta, dict) and isinstance(meta.get("class"), str) and isinstance(meta.get("paramMap", {}), dict)
+            and isinstance(meta.get("defaultParamMap", {}), dict)):
+        found = "an empty file" if meta is None else f"JSON without a class and its Params: {json.dumps(meta)[:60]}"
+        raise BadDataError(f"{parts[0]}: not the metadata of a saved model ({found}); the model folder is damaged: "
+                           f"{_AGAIN}.")
+    return meta
+
+
+def _stage_paths(model_path: Path, meta: dict[str, Any]) -> list[Path]:
+    """The stage folders a PipelineModel's metadata lists (``stages/IDX_UID``, as pyspark names them)."""
+    uids = meta.get("paramMap", {}).get("stageUids")
+    if not (isinstance(uids, list) and uids and all(isinstance(u, str) and u for u in uids)):
+        raise BadDataError(f"{model_path / 'metadata'}: no list of stages (paramMap.stageUids) in the pipeline's "
+                           f"metadata; the model folder is damaged: {_AGAIN}.")
+    width = len(str(len(uids)))
+    return [model_path / "stages" / f"{i:0{width}d}_{uid}" for i, uid in enumerate(uids)]
 
 
 def _params(meta: dict[str, Any]) -> dict[str, Any]:
@@ -81,10 +119,19 @@ def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
     """Every row of the Parquet files Spark wrote into ``folder`` (part files; _SUCCESS, .crc skipped)."""
     import pyarrow.parquet as pq
 
+    files = _parquet_files(folder)
+    try:
+        return [row for f in files for row in pq.ParquetFile(f).read().to_pylist()]  # not read_table: no pyarrow.dataset, pandas
+    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise BadDataError(f"{folder}: not readable Parquet ({type(exc).__name__}: {exc}); the model folder is "
+                           f"damaged: {_AGAIN}.") from None
+
+
+def _parquet_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.glob("part-*") if p.suffix == ".parquet")
     if not files:
-        raise DataNotFoundError(f"{folder}: no Parquet part files; the model folder is incomplete.")
-    return [row for f in files for row in pq.ParquetFile(f).read().to_pylist()]  # not read_table: no pyarrow.dataset, pandas
+        raise DataNotFoundError(f"{folder}: no Parquet part files; the model folder is incomplete: {_AGAIN}.")
+    return files
 
 
 def _vector(udt: dict[str, Any]) -> np.ndarray:
@@ -162,11 +209,13 @@ def _vector_column(cols: Columns, name: str, stage: str, size: int | None = None
 def _grayscale(folder: Path, p: dict[str, Any]) -> Callable[[Columns], None]:
     from sparkvision.kernels import rgb_to_gray
 
+    source, target = p["inputCol"], p["outputCol"]  # now: a model without them fails on loading
+
     def apply(cols: Columns) -> None:
-        x = _bytes_column(cols, p["inputCol"], folder.name)
+        x = _bytes_column(cols, source, folder.name)
         if x.shape[1] % 3:
             raise ValueError("Grayscale needs RGB bytes (a multiple of 3 per image)")
-        cols[p["outputCol"]] = rgb_to_gray(x).reshape(len(x), -1)
+        cols[target] = rgb_to_gray(x).reshape(len(x), -1)
     return apply
 
 
@@ -434,11 +483,8 @@ def _stage_folders(model_path: Path) -> list[tuple[Path, dict[str, Any]]]:
     meta = _metadata(model_path)
     if meta.get("class") not in _PIPELINES:
         raise UnsupportedModelError(model_path, f"a {meta.get('class')}, not a PipelineModel")
-    uids = meta["paramMap"]["stageUids"]  # where pyspark's and Scala's Pipeline writers both put them
-    width = len(str(len(uids)))
     stages = []
-    for i, uid in enumerate(uids):
-        folder = model_path / "stages" / f"{i:0{width}d}_{uid}"
+    for folder in _stage_paths(model_path, meta):  # stageUids: where pyspark's and Scala's writers both put them
         stage_meta = _metadata(folder)
         if stage_meta.get("class") not in SUPPORTED:
             done = ", ".join(c.rsplit(".", 1)[1] for c in SUPPORTED)
@@ -446,6 +492,131 @@ def _stage_folders(model_path: Path) -> list[tuple[Path, dict[str, Any]]]:
                                         f" (it evaluates {done})")
         stages.append((folder, stage_meta))
     return stages
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a saved model's files before either engine reads them
+
+_CNN = "sparkvision.cnn.stages.CNNClassificationModel"
+# The folders each stage's reader needs besides metadata/ (Spark's loaders and ours)
+_DATA_FOLDERS = {_FOREST: ("data", "treesMetadata"), _TREE: ("data",), _LOGISTIC: ("data",), _BAYES: ("data",),
+                 "sparkvision.features.PatchFeaturesModel": ("data",), "sparkvision.linear.RidgeClassifierModel": ("data",),
+                 _CNN: ("data",)}
+
+
+def _check_checksums(model_path: Path) -> None:
+    """Every file Spark wrote with a Hadoop checksum beside it (``.NAME.crc``: CRC-32 of each 512-byte
+    chunk) still matches it: Spark refuses a file that does not, with a ChecksumException."""
+    for crc in sorted(model_path.rglob(".*.crc")):
+        target = crc.with_name(crc.name[1:-4])
+        if not target.is_file():
+            continue
+        raw = crc.read_bytes()
+        if len(raw) < 8 or raw[:4] != b"crc\0" or (len(raw) - 8) % 4:
+            raise BadDataError(f"{crc}: not a Hadoop checksum file; the model folder is damaged: {_AGAIN} (or delete "
+                               "that .crc file if only it is).")
+        chunk = struct.unpack(">i", raw[4:8])[0]
+        data = target.read_bytes()
+        sums = struct.unpack(f">{(len(raw) - 8) // 4}I", raw[8:])
+        if chunk <= 0 or len(sums) != -(-len(data) // chunk) or any(
+                zlib.crc32(data[i * chunk:(i + 1) * chunk]) != want for i, want in enumerate(sums)):
+            raise BadDataError(f"{target}: does not match its checksum ({crc.name}): the file was changed or damaged "
+                               f"after Spark wrote it, and Spark refuses to read it. {_AGAIN[0].upper()}{_AGAIN[1:]}.")
+
+
+def _check_parquet(folder: Path) -> None:
+    import pyarrow.parquet as pq
+
+    for f in _parquet_files(folder):
+        try:
+            pq.ParquetFile(f)  # its footer: the schema and row groups
+        except (OSError, ValueError) as exc:
+            raise BadDataError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {exc}); the model folder is "
+                               f"damaged: {_AGAIN}.") from None
+
+
+def _classes_of(folder: Path, cls: str, meta: dict[str, Any]) -> int | None:
+    """How many classes a classifier stage predicts (None: not a classifier, or not known without Spark)."""
+    p = _params(meta)
+    if cls in (_FOREST, _TREE):
+        return int(meta["numClasses"])
+    if cls in ("org.apache.spark.ml.classification.GBTClassificationModel",
+               "org.apache.spark.ml.classification.LinearSVCModel"):
+        return 2
+    if cls == "org.apache.spark.ml.classification.MultilayerPerceptronClassificationModel" and p.get("layers"):
+        return int(p["layers"][-1])
+    if cls == _CNN:
+        return int(p["numClasses"])
+    if cls == "sparkvision.linear.RidgeClassifierModel":
+        return int(_arrays(folder, np.float64)["coefficients"].shape[1])
+    if cls == _LOGISTIC:
+        (row,) = _parquet_rows(folder / "data")
+        return int(row["numClasses"])
+    if cls == _BAYES:
+        (row,) = _parquet_rows(folder / "data")
+        return int(_vector(row["pi"]).size)
+    return None
+
+
+def check_model(model_path: str | Path, class_names: list[str] | None = None, image_size: int | None = None, *,
+                labels: object = None) -> None:
+    """Check, without Spark, every file a saved model holds, before either engine reads it.
+
+    The pipeline's and each stage's metadata (JSON with a class and Params), the stage folders it
+    lists, their data (Parquet footers), Hadoop's checksums of what Spark wrote, the CNN's
+    weights, and that ``class_names`` and ``image_size`` (from the labels file ``labels``) fit
+    the classifier. Raises DataNotFoundError for a missing file or folder and BadDataError for a
+    damaged one or a model this version cannot read (a stage class it does not have), each
+    naming the file and what to do.
+    """
+    from sparkvision import __version__
+
+    model_path = Path(model_path)
+    labels = labels or "the class list"
+    _check_checksums(model_path)
+    meta = _metadata(model_path)
+    if meta["class"] not in _PIPELINES:
+        raise BadDataError(f"{model_path}: its metadata says it is a {meta['class']}, not a PipelineModel; "
+                           f"sparkvision saves a fitted Pipeline. Pass the model folder `sparkvision run` wrote.")
+    classes = None
+    for folder in _stage_paths(model_path, meta):
+        if not folder.is_dir():
+            raise DataNotFoundError(f"{folder}: missing, though the model's metadata lists this stage; the model "
+                                    f"folder is incomplete: {_AGAIN}.")
+        stage = _metadata(folder)
+        cls, p = stage["class"], _params(stage)
+        if cls.startswith("sparkvision.") and cls not in _OURS:
+            raise BadDataError(f"{folder}: a {cls}, a stage this sparkvision ({__version__}) does not have: the model "
+                               "was saved by another version. Train it again with this one, or predict with the "
+                               "version that saved it.")
+        for sub in _DATA_FOLDERS.get(cls, ()):
+            if not (folder / sub).is_dir():
+                raise DataNotFoundError(f"{folder / sub}: missing; the stage cannot be loaded without it. The model "
+                                        f"folder is incomplete: {_AGAIN}.")
+        for sub in sorted(d for d in folder.iterdir() if d.is_dir() and d.name != "metadata"):
+            _check_parquet(sub)
+        try:
+            if cls == _CNN:
+                from sparkvision.cnn.settings import check_safetensors
+
+                (row,) = _parquet_rows(folder / "data")
+                check_safetensors(bytes(row["weights"]), folder / "data")
+            found = _classes_of(folder, cls, stage)
+            shape = [p.get("imageHeight"), p.get("imageWidth")] if "imageHeight" in p else (p.get("imageShape") or [])[:2]
+        except SparkVisionError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise BadDataError(f"{folder}: the saved stage cannot be read ({what}); it is damaged, or was saved by "
+                               f"another version of sparkvision: {_AGAIN}.") from None
+        if found is not None:
+            classes = (found, folder)
+        if image_size is not None and shape and list(map(int, shape)) != [image_size, image_size]:
+            raise BadDataError(f"{labels}: image size {image_size}, but stage {folder.name} takes "
+                               f"{shape[0]}×{shape[1]} images, so this file does not belong to this model: {_AGAIN}.")
+    if class_names is not None and classes is not None and classes[0] != len(class_names):
+        raise BadDataError(f"{labels}: {len(class_names)} class names, but the classifier ({classes[1].name}) "
+                           f"predicts {classes[0]} classes, so this file does not belong to this model: {_AGAIN}.")
 
 
 class LocalPipeline:
@@ -460,14 +631,27 @@ class LocalPipeline:
         self.stages: list[_Stage] = []
         for folder, meta in _stage_folders(self.path):
             cls, params = meta["class"], _params(meta)
-            build = _OURS[cls](folder, params) if cls in _OURS else _MLLIB[cls](folder, params, meta)
+            try:
+                build = _OURS[cls](folder, params) if cls in _OURS else _MLLIB[cls](folder, params, meta)
+            except SparkVisionError:
+                raise
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError, EOFError,
+                    zipfile.BadZipFile) as exc:  # a Param or array missing or of another shape
+                what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+                raise BadDataError(f"{folder}: the saved stage cannot be read ({what}); it is damaged, or was saved by "
+                                   f"another version of sparkvision: {_AGAIN}.") from None
             self.stages.append(_Stage(folder.name, build))
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(probability (B, classes) or None, prediction (B,)) for (B, H, W, 3) uint8 images."""
         cols: Columns = {"data": images.reshape(len(images), -1)}
         for stage in self.stages:
-            stage.apply(cols)
+            try:
+                stage.apply(cols)
+            except (KeyError, ValueError) as exc:  # a Param it needs missing, or arrays that do not fit
+                what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+                raise BadDataError(f"{self.path / 'stages' / stage.name}: the saved stage cannot be applied ({what}); "
+                                   f"it is damaged, or was saved by another version of sparkvision: {_AGAIN}.") from None
         if "prediction" not in cols:
             raise ConfigError(f"{self.path}: the model gives no `prediction` column; it is not a classifier.")
         return cols.get("probability"), cols["prediction"]

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError, failure_summary
 
 LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel: class names, image size (job.py writes it)
 ENGINES = ("auto", "local", "spark")
@@ -41,49 +41,147 @@ ENGINES = ("auto", "local", "spark")
 LOCAL_MAX_IMAGES = 10_000
 
 
+MAX_IMAGE_SIZE = 1024  # as `run --image-size` allows
+
+
+def _read_labels(labels: Path) -> tuple[list[str], int]:
+    """(class names, image size) from a model's labels file; BadDataError naming it when it is not one."""
+    fix = "It is written by `sparkvision run` beside the model; train again, or copy the model folder again."
+    try:
+        meta = json.loads(labels.read_text(encoding="utf-8"))
+        names, size = meta["class_names"], meta.get("image_size", 32)
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, not UTF-8, or not what run_job writes
+        raise BadDataError(f"{labels}: not a readable class list ({type(exc).__name__}: {exc}). {fix}") from None
+    except OSError as exc:
+        raise BadDataError(f"{labels}: cannot be read ({exc.strerror or exc}). {fix}") from None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        raise BadDataError(f"{labels}: not a readable class list (class_names must be a list of names, found "
+                           f"{json.dumps(names)[:80]}). {fix}")
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise BadDataError(f"{labels}: not a readable class list (class {', '.join(twice)} named twice). {fix}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise BadDataError(f"{labels}: not a readable class list (image_size must be a whole number of pixels "
+                           f"from 1 to {MAX_IMAGE_SIZE}, found {json.dumps(size)[:40]}). {fix}")
+    return names, size
+
+
+def _looks_like_data(path: Path) -> str | None:
+    """What ``path`` holds when it is training data rather than a model (a quick look, two levels deep)."""
+    from sparkvision.datasets.cifar import RELEASES  # only on this error's way: numpy, no pyspark
+    from sparkvision.datasets.folder import IMAGE_SUFFIXES, hidden_name
+
+    if any((path / n).is_dir() for r in RELEASES.values() for n in (r.base_folder, r.bin_folder)) or any(
+            (path / n).is_file() for r in RELEASES.values() for n in (r.filename, r.train_list[0], r.train_list[0] + ".bin")):
+        return "a CIFAR release"
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)[:200]
+        for sub in entries:
+            if sub.is_dir() and not hidden_name(sub.name):
+                for inner in sorted(os.scandir(sub.path), key=lambda e: e.name)[:200]:
+                    if inner.name.endswith(IMAGE_SUFFIXES) or (inner.is_dir() and any(
+                            n.endswith(IMAGE_SUFFIXES) for n in sorted(os.listdir(inner.path))[:200])):
+                        return "folders of images"
+        if any(e.name.endswith(IMAGE_SUFFIXES) for e in entries):
+            return "images"
+    except OSError:
+        return None
+    return None
+
+
 def find_model(model_dir: str | os.PathLike) -> tuple[Path, list[str], int]:
-    """(PipelineModel folder, class names, image size) from a run folder or a model folder."""
+    """(PipelineModel folder, class names, image size) from a run folder or a model folder.
+
+    Each way this can be wrong is a DataNotFoundError or BadDataError saying which folder or file
+    and what to do: no such folder, a file, training data, a Spark model without the class list
+    sparkvision writes beside it, a damaged class list.
+    """
     path = Path(model_dir)
     for candidate in (path, path / "model"):
         labels = candidate / LABELS_FILE
         if labels.is_file():
-            try:
-                meta = json.loads(labels.read_text())
-                names, size = [str(n) for n in meta["class_names"]], int(meta.get("image_size", 32))
-            except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not what run_job writes
-                raise BadDataError(f"{labels}: not a readable class list ({type(exc).__name__}: {exc}). It is "
-                                   "written by `sparkvision run`; train again, or copy the model folder again.") from None
-            return candidate, names, size
+            return (candidate, *_read_labels(labels))
+    how = "Pass the --out folder of a `sparkvision run` (or its model/ folder)."
     if not path.exists():
-        raise DataNotFoundError(f"{path}: no such model folder. Pass the --out folder of a `sparkvision run` "
-                                "(or its model/ folder).")
+        raise DataNotFoundError(f"{path}: no such model folder. {how}")
+    if not path.is_dir():
+        raise DataNotFoundError(f"{path}: a file, not a model folder. The model comes first: sparkvision predict "
+                                f"MODEL_DIR INPUT… . {how}")
+    for candidate in (path, path / "model"):
+        if (candidate / "metadata").is_dir():
+            raise DataNotFoundError(
+                f"{candidate}: a saved Spark model, but without {LABELS_FILE} (the class names and image size "
+                f"sparkvision writes beside it). Copy the whole folder `sparkvision run` wrote, or save the model "
+                "with sparkvision.save_model(model, path, class_names).")
+    data = _looks_like_data(path)
+    if data:
+        raise DataNotFoundError(f"{path}: holds {data}, training data rather than a model (no {LABELS_FILE}). Train "
+                                f"on it first (sparkvision run --data {path} --out runs/x), then pass runs/x here.")
     raise DataNotFoundError(f"{path}: not a sparkvision model (no {LABELS_FILE} in it or in {path / 'model'}). "
                             "Pass the --out folder of `sparkvision run`, or its model/ folder.")
+
+
+class Inputs(NamedTuple):
+    """predict's inputs, listed: what to read and what not, with reasons."""
+
+    paths: list[str]     # to hand to Spark: given files, and folders holding image files
+    files: list[str]     # the image files Spark's reader reads there (each once)
+    skipped: list[dict[str, str]]  # image files that cannot be read (empty, links to nothing): path, reason
+    ignored: list[dict[str, str]]  # not images to read (other formats, hidden names): path, reason
+
+
+def list_inputs(inputs: list[str]) -> Inputs:
+    """Every input (a file, folder or glob) listed as Spark's ``binaryFile`` source reads it, and
+    everything else found with the reason it is not read.
+
+    Folders are searched recursively, following links (a link to a folder above it is an error:
+    Spark would read it forever); names Spark treats as hidden (``.x``, ``_x``) are not read
+    below a given folder nor as given files; the extension must be one of ``EXTENSIONS`` in
+    lower or upper case (the ``pathGlobFilter``); a file or folder reached twice is read once.
+    Order: as given, each folder's files sorted by path.
+    """
+    from sparkvision.datasets.folder import EXTENSIONS, FileEntry, Listing, classify_file, walk_images
+
+    paths: list[str] = []
+    found: dict[str, None] = {}
+    skipped: dict[tuple[str, str], None] = {}
+    ignored: dict[tuple[str, str], None] = {}
+    seen: set[str] = set()
+    for item in inputs:
+        # A pattern, unless a file or folder has that very name ("photos [2024]", "what?.jpg")
+        glob_like = any(c in item for c in "*?[") and not os.path.lexists(item)
+        matches = sorted(glob.glob(item, recursive=True)) if glob_like else [item]
+        if not matches or not all(os.path.lexists(m) for m in matches):
+            raise DataNotFoundError(f"{item}: no such file, folder or matching path.")
+        for m in map(os.path.abspath, matches):
+            listing = Listing()
+            if os.path.isdir(m):
+                if os.path.realpath(m) not in seen:
+                    walk_images(m, listing, seen=seen)
+            else:
+                classify_file(FileEntry(m), listing)
+            files = [e.path for e in listing.images]
+            if files:
+                paths.append(m)
+                found.update(dict.fromkeys(files))
+            skipped.update(dict.fromkeys(listing.skipped))
+            ignored.update(dict.fromkeys(listing.ignored))
+    if not found and not skipped:
+        detail = f"; found {len(ignored)} other file(s), the first {next(iter(ignored))[0]}: {next(iter(ignored))[1]}" \
+            if ignored else ""
+        raise DataNotFoundError(f"no image files in {' '.join(inputs)} (looked for {', '.join(EXTENSIONS)}){detail}.")
+    return Inputs(paths, list(found), [{"path": p, "reason": r} for p, r in skipped],
+                  [{"path": p, "reason": r} for p, r in ignored])
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[str], int]:
     """(paths to hand to Spark, number of image files): folders stay folders, globs are expanded.
 
-    The count is of the files Spark's reader will read (:func:`list_image_files`: hidden names
+    The count is of the files Spark's reader will read (:func:`list_inputs`: hidden names
     and odd-case extensions such as ``.Jpg`` left out), so the progress line matches what is labelled.
     """
-    paths: list[str] = []
-    found: dict[str, None] = {}  # each file once, however many inputs reach it
-    for item in inputs:
-        matches = sorted(glob.glob(item, recursive=True)) if any(c in item for c in "*?[") else [item]
-        if not matches or not all(os.path.exists(m) for m in matches):
-            raise DataNotFoundError(f"{item}: no such file, folder or matching path.")
-        for m in map(os.path.abspath, matches):
-            files = list_image_files([m])
-            if files:
-                paths.append(m)
-                found.update(dict.fromkeys(files))
-    count = len(found)
-    if not count:
-        from sparkvision.datasets.folder import EXTENSIONS
-
-        raise DataNotFoundError(f"no image files in {' '.join(inputs)} (looked for {', '.join(EXTENSIONS)}).")
-    return paths, count
+    listed = list_inputs(inputs)
+    return listed.paths, len(listed.files)
 
 
 def _top_k(pred, class_names: list[str], k: int):
@@ -108,7 +206,10 @@ def _top_k(pred, class_names: list[str], k: int):
 def _write(rows: Iterator, out: Path | None, fmt: str, k: int) -> int:
     """Stream prediction rows as CSV or JSON lines to ``out`` (temp name, renamed when complete) or stdout."""
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}") if out else None
-    handle = open(tmp, "w", newline="") if tmp else sys.stdout
+    try:
+        handle = open(tmp, "w", newline="") if tmp else sys.stdout
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose another place.") from None
     n = 0
     try:
         writer = csv.writer(handle) if fmt == "csv" else None
@@ -143,6 +244,7 @@ class _Job(NamedTuple):
     count: int
     out: Path | None
     fmt: str
+    inputs: Inputs
 
 
 def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, fmt: str | None) -> _Job:
@@ -153,14 +255,20 @@ def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, 
         raise ConfigError(f"--out {out_path} is a folder; give the name of the file to write, e.g. {out_path / 'labels.csv'}.")
     if out_path and not out_path.parent.is_dir():
         raise ConfigError(f"--out {out_path}: the folder {out_path.parent} does not exist; create it first.")
+    if out_path and not os.access(out_path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_path}: cannot write in {out_path.parent} (permission denied); choose another "
+                          "place.")
     fmt = fmt or ("jsonl" if out_path and out_path.suffix in (".jsonl", ".json") else "csv")
     if fmt not in ("csv", "jsonl"):
         raise ConfigError(f"--format {fmt!r}: choose csv or jsonl.")
+    from sparkvision.local_model import check_model  # numpy, no pyspark (this module is imported to build the parser)
+
     model_path, class_names, size = find_model(model_dir)
+    check_model(model_path, class_names, size, labels=model_path / LABELS_FILE)  # every file it holds, no Spark
     if not 1 <= top_k <= len(class_names):
         raise ConfigError(f"--top-k must be between 1 and {len(class_names)}, not {top_k}.")
-    paths, count = expand_inputs(inputs)
-    return _Job(model_path, class_names, size, paths, count, out_path, fmt)
+    listed = list_inputs(inputs)
+    return _Job(model_path, class_names, size, listed.paths, len(listed.files), out_path, fmt, listed)
 
 
 def choose_engine(engine: str, model_dir: str, inputs: list[str], *, master_given: bool = False) -> tuple[str, str]:
@@ -207,21 +315,42 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = 3, out: st
     job = prepare_job(model_dir, inputs, top_k, out, fmt)
     if progress:
         print(f"  labelling {job.count:,} image(s) with {job.model_path} (Spark)", file=sys.stderr)
-    model = PipelineModel.load(str(job.model_path))
+    model = _load_with_spark(job.model_path)
     source = FolderSource(root="/", class_names=tuple(job.class_names), split_layout=False, has_test=False,
                           size=job.size)
     # Many small files per task, as in ingestion (their total size is not known here).
-    with small_file_tasks(spark, job.count, 0):
+    with small_file_tasks(spark, job.count, 0, len(job.paths)):
         # Cached: the predictions and the list of unreadable files both read the decoded images.
         decoded = read_images(spark, job.paths, source, labelled=False).persist()
         good = decoded.filter(F.col("error").isNull()).drop("error")
         rows = _top_k(model.transform(good), job.class_names, top_k).toLocalIterator()
         written = _write(rows, job.out, job.fmt, top_k)
-        bad = [{"path": r.origin, "reason": r.error} for r in
-               decoded.filter(F.col("error").isNotNull()).select("origin", "error").limit(MAX_SKIPPED_LISTED).collect()]
+        bad = job.inputs.skipped[:MAX_SKIPPED_LISTED]  # found by the listing (Spark's reader drops them silently)
+        if len(bad) < MAX_SKIPPED_LISTED:
+            bad += [{"path": r.origin, "reason": r.error} for r in decoded.filter(F.col("error").isNotNull())
+                    .select("origin", "error").limit(MAX_SKIPPED_LISTED - len(bad)).collect()]
         decoded.unpersist()
-    return {"predicted": written, "skipped": bad, "out": str(job.out) if job.out else None, "format": job.fmt,
-            "engine": "spark"}
+    return {"predicted": written, "skipped": bad, "ignored": job.inputs.ignored[:MAX_SKIPPED_LISTED],
+            "out": str(job.out) if job.out else None, "format": job.fmt, "engine": "spark"}
+
+
+def _load_with_spark(model_path: Path):
+    """``PipelineModel.load``, its failures on a damaged or foreign model folder as a BadDataError.
+
+    :func:`check_model` has checked the files already; what Spark still refuses (a Param this
+    Spark does not know, say) is named here with the folder, not as a Java stack trace.
+    """
+    from py4j.protocol import Py4JNetworkError
+    from pyspark.ml import PipelineModel
+
+    try:
+        return PipelineModel.load(str(model_path))
+    except (Py4JNetworkError, ConnectionError):  # the JVM is gone: not the model's fault
+        raise
+    except Exception as exc:
+        raise BadDataError(f"{model_path}: Spark could not load the saved model ({failure_summary(exc)}). The folder "
+                           "is damaged, or was saved by another version of sparkvision or Spark: train again, or "
+                           "copy the model folder again.") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,37 +361,12 @@ _CHUNK = 256               # images decoded and labelled at a time: output strea
 
 
 def list_image_files(paths: list[str]) -> list[str]:
-    """The files Spark's ``binaryFile`` source reads for ``paths`` (as ``read_images`` sets it up).
-
-    Folders are searched recursively; names Spark treats as hidden (``.x``, ``_x``) are skipped
-    below a given folder and as given files; the extension must be one of ``EXTENSIONS`` in
-    lower or upper case (the ``pathGlobFilter``); a file reached twice is read once. Order: as
-    given, each folder's files sorted by path (Spark's rows come in its file-packing order).
-    """
-    from sparkvision.datasets.folder import IMAGE_SUFFIXES as suffixes, hidden_name
-
-    found: dict[str, None] = {}
-    seen_dirs: set[str] = set()
-
-    def walk(folder: str) -> None:
-        real = os.path.realpath(folder)
-        if real in seen_dirs:  # a folder reached again (given twice, or a link loop)
-            return
-        seen_dirs.add(real)
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if hidden_name(entry.name):
-                continue
-            if entry.is_dir():
-                walk(entry.path)
-            elif entry.name.endswith(suffixes):
-                found.setdefault(entry.path)
-
-    for path in paths:
-        if os.path.isdir(path):
-            walk(path)
-        elif not hidden_name(os.path.basename(path)) and path.endswith(suffixes):
-            found.setdefault(path)
-    return list(found)
+    """The files Spark's ``binaryFile`` source reads for ``paths`` (as ``read_images`` sets it up);
+    :func:`list_inputs` says why the others are not read."""
+    try:
+        return list_inputs(paths).files
+    except DataNotFoundError:  # no image files there
+        return []
 
 
 def _decode_file(path: str, size: int):
@@ -322,11 +426,11 @@ def predict_local(model_dir: str, inputs: list[str], *, top_k: int = 3, out: str
     if progress:
         print(f"  labelling {job.count:,} image(s) with {job.model_path} (local engine, no Spark)", file=sys.stderr)
     model = load_pipeline(job.model_path)
-    files = list_image_files(job.paths)
+    files = job.inputs.files
     threads = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
                          len(files)))
     size = min(_CHUNK, -(-len(files) // threads)) if files else 1
-    bad: list[dict[str, str]] = []
+    bad: list[dict[str, str]] = list(job.inputs.skipped)  # found by the listing: empty files, links to nothing
 
     def label(chunk: list[str]) -> tuple[list[_Row], list[dict[str, str]]]:
         decoded = [_decode_file(f, job.size) for f in chunk]
@@ -351,5 +455,5 @@ def predict_local(model_dir: str, inputs: list[str], *, top_k: int = 3, out: str
                 written = _write(rows(pool.map(label, _chunks(files, size))), job.out, job.fmt, top_k)
             finally:  # on an error or Ctrl-C, chunks not started are dropped, not labelled for nothing
                 pool.shutdown(wait=True, cancel_futures=True)
-    return {"predicted": written, "skipped": bad[:MAX_SKIPPED_LISTED], "out": str(job.out) if job.out else None,
-            "format": job.fmt, "engine": "local"}
+    return {"predicted": written, "skipped": bad[:MAX_SKIPPED_LISTED], "ignored": job.inputs.ignored[:MAX_SKIPPED_LISTED],
+            "out": str(job.out) if job.out else None, "format": job.fmt, "engine": "local"}

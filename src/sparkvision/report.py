@@ -614,6 +614,17 @@ def _class_names(summary: dict[str, Any], count: int) -> list[str]:
     return names if len(names) == count else [str(i) for i in range(count)]
 
 
+def _log_seconds_axis(ax) -> None:
+    """A log-scale x axis labelled in plain numbers (2, 5, 10, 20 …), which read better than powers
+    of ten on a range of a few decades."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())  # on under a decade matplotlib labels minor ticks too, as 3×10⁻¹
+
+
 def _percent_axis(axis) -> None:
     from matplotlib.ticker import FuncFormatter
 
@@ -709,7 +720,6 @@ def _annotate_point(ax, x: float, y: float, text: str, *, above: bool, color: st
 def plot_accuracy_vs_fit_time(summary: dict[str, Any], results: Sequence[dict[str, Any]]):
     """Every finished scenario: accuracy against fit time (log scale), by model; or None."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     timed = [r for r in ranked(results) if _fit(r) is not None and _fit(r) > 0]
     if not timed:
@@ -723,11 +733,7 @@ def plot_accuracy_vs_fit_time(summary: dict[str, Any], results: Sequence[dict[st
         ax.scatter([_fit(r) for r in mine], [100 * r["accuracy"] for r in mine], label=model, s=55,
                    marker=markers[i % len(markers)], color=f"C{i % 10}", edgecolors="black", linewidths=0.5,
                    zorder=3)
-    ax.set_xscale("log")
-    # Plain seconds (2, 5, 10, 20 …) read better than powers of ten on a range of a few decades.
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())  # on under a decade matplotlib labels minor ticks too, as 3×10⁻¹
+    _log_seconds_axis(ax)
     ax.set_xlabel("Fit time (seconds, log scale)")
     ax.set_ylabel("Test accuracy (%)")
     _percent_axis(ax.yaxis)
@@ -812,7 +818,6 @@ def plot_accuracy_vs_minutes(summary: dict[str, Any], results: Sequence[dict[str
     """Every finished scenario with a total time: accuracy against minutes of features + fit + test
     (log scale), by model, with the scenarios no other beats on both joined; or None."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     order = ranked(results)
     timed = [r for r in order if (total_seconds(r) or 0) > 0]
@@ -833,10 +838,7 @@ def plot_accuracy_vs_minutes(summary: dict[str, Any], results: Sequence[dict[str
         ax.step([minutes[id(r)] for r in front], [100 * r["accuracy"] for r in front], where="post",
                 color="gray", linestyle="--", linewidth=1, zorder=2,
                 label="best accuracy for the time")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())  # on under a decade matplotlib labels minor ticks too, as 3×10⁻¹
+    _log_seconds_axis(ax)
     ax.set_xlabel("Total minutes: feature set (charged in full, though shared) + fit + test (log scale)")
     ax.set_ylabel("Test accuracy (%)")
     _percent_axis(ax.yaxis)

@@ -18,7 +18,7 @@ TORCH_EXTRA = "pip install 'sparkvision[torch]'"
 
 # The training Params of CNNClassifier (camelCase, as pyspark.ml names them) and their defaults.
 CNN_DEFAULTS: dict[str, Any] = {
-    "epochs": 5.0,
+    "epochs": 4.0,
     "widths": [64, 128, 128],
     "batchSize": 1024,
     "learningRate": 11.5,
@@ -36,7 +36,7 @@ CNN_DEFAULTS: dict[str, Any] = {
 # (CNN_DEFAULTS) are the float32 preset.
 PRESETS: dict[str, dict[str, Any]] = {
     "bfloat16": {"widths": [64, 256, 256], "epochs": 10.0},
-    "float32": {"widths": [64, 128, 128], "epochs": 5.0},
+    "float32": {"widths": [64, 128, 128], "epochs": 4.0},
 }
 PRECISIONS = ("auto", "float32", "bfloat16")
 GPU_CHOICES = ("auto", "true", "false")

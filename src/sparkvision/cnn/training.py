@@ -278,7 +278,9 @@ def train(job_json: str) -> dict[str, Any]:
                     out = model(x)
                 loss = F.cross_entropy(out.float(), y, label_smoothing=s.label_smoothing, reduction="none").sum()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # The recipe's rates are for the loss summed over the whole batch; DDP averages the
+                # processes' gradients, which would divide that sum (and the step) by their number.
+                (loss * world if distributed else loss).backward()
                 optimizer.step()
                 step += 1
                 if step % LOOKAHEAD_EVERY == 0:

@@ -306,9 +306,13 @@ def locate(data: str | os.PathLike, cache_dir: str | os.PathLike, release: Cifar
             return _binary_layout(candidate, release)
     if (path / release.filename).is_file():
         return _python_layout(extract_archive(path / release.filename, cache / "extracted", release), release)
+    other = next((r for r in RELEASES.values() if r.base_folder != release.base_folder and any(
+        (path / n).exists() for n in (r.base_folder, r.bin_folder, r.filename, r.train_list[0], r.train_list[0] + ".bin"))),
+        None)
+    hint = f" It holds the {other.name} release: pass --dataset {other.name}." if other else ""
     raise DataNotFoundError(
         f"{path}: no {release.name} batches found (looked for {release.base_folder}/, {release.bin_folder}/, "
-        f"{release.filename} or the batch files themselves). {_HOW_TO_PASS}"
+        f"{release.filename} or the batch files themselves).{hint} {_HOW_TO_PASS}"
     )
 
 
@@ -562,6 +566,8 @@ def read_batches(spark, source: CifarSource):
     """
     from sparkvision.datasets.table import TABLE_SCHEMA
 
-    paths = [f.path for f in source.files]
+    from sparkvision.datasets.folder import literal_path
+
+    paths = [literal_path(f.path) for f in source.files]  # a folder named "cifar [copy]" is no glob
     raw = spark.read.format("binaryFile").load(paths).select("path", "content")
     return raw.mapInArrow(lambda it: _decode_partition(it, source), TABLE_SCHEMA)

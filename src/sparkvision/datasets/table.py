@@ -19,7 +19,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -46,6 +46,7 @@ TABLE_ARROW_SCHEMA = pa.schema([
 ])
 _META = "_sparkvision.json"  # Spark's readers skip files starting with "_"
 _SKIPPED = "_skipped.json"
+MAX_SKIPPED = 1000  # unreadable files listed (all are counted)
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,15 @@ def _rows(spark: SparkSession, path: Path, error_column: bool) -> DataFrame:
 
 
 def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, info: TableInfo,
-                strict: bool = False) -> ImageTable:
+                strict: bool = False, skipped_before: Sequence[tuple[str, str]] = ()) -> ImageTable:
     """Write ``rows`` as Parquet at ``path`` atomically, with ``info`` beside it.
 
     ``rows`` may carry an ``error`` column (files that could not be decoded): those rows are
     stored but left out when the table is read, and listed in ``_skipped.json`` — one decoding
-    pass finds both. With ``strict``, any such row is an error and no table is left. Errors that
-    tasks raised about the data come back as the project's own error types.
+    pass finds both. ``skipped_before``: (path, reason) of files the listing found unreadable before
+    any task ran (empty files, which Spark's reader drops silently), counted and listed with them.
+    With ``strict``, any such row is an error and no table is left. Errors that tasks raised about
+    the data come back as the project's own error types.
     """
     from pyspark.sql import functions as F
 
@@ -126,15 +129,17 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
         (rows.write.option("maxRecordsPerFile", 4096).option("parquet.block.size", 8 << 20)
          .option("compression", "none").parquet(str(tmp)))
         has_errors = "error" in rows.columns
-        skipped, num_bad = [], 0
+        skipped = [{"path": p, "reason": why} for p, why in skipped_before][:MAX_SKIPPED]
+        num_bad = len(skipped_before)
         if has_errors:  # one pass over the small error column counts both kinds
             stored = spark.read.parquet(str(tmp))
             counts = {r.ok: r["count"] for r in
                       stored.groupBy(F.col("error").isNull().alias("ok")).count().collect()}
-            num_images, num_bad = counts.get(True, 0), counts.get(False, 0)
-            if num_bad:
-                bad = stored.filter(F.col("error").isNotNull()).select("origin", "error").limit(1000)
-                skipped = [{"path": r.origin, "reason": r.error} for r in bad.collect()]
+            num_images, num_decode_bad = counts.get(True, 0), counts.get(False, 0)
+            if num_decode_bad and len(skipped) < MAX_SKIPPED:
+                bad = stored.filter(F.col("error").isNotNull()).select("origin", "error").limit(MAX_SKIPPED - len(skipped))
+                skipped += [{"path": r.origin, "reason": r.error} for r in bad.collect()]
+            num_bad += num_decode_bad
             if num_bad and strict:
                 raise BadDataError(f"{skipped[0]['path']}: cannot be read as an image ({skipped[0]['reason']}); "
                                    f"{num_bad} such file(s) under {info.source}. Remove or fix them, or run "
@@ -189,21 +194,25 @@ OPEN_COST = 8192  # bytes a small file counts for when Spark packs files into ta
 
 
 @contextmanager
-def small_file_tasks(spark: SparkSession, num_files: int, num_bytes: int) -> Iterator[None]:
+def small_file_tasks(spark: SparkSession, num_files: int, num_bytes: int, num_paths: int = 1) -> Iterator[None]:
     """Spark settings for reading many small files: a few tasks of thousands of files each.
 
     Each file counts for its size plus 8 KB, not Spark's default 4 MB "open cost" (which gives a
     task per few dozen files: the main cost of Spark's own image source). Tasks are sized so there
     are two per core: three equal tasks on two cores would leave one core idle for a third of
-    the time. The settings are restored afterwards.
+    the time. ``num_paths`` folders (class folders, read one by one) are listed in the driver, not
+    by a Spark job of their own as Spark does past 32. The settings are restored afterwards.
     """
-    keys = ("spark.sql.files.openCostInBytes", "spark.sql.files.maxPartitionBytes")
+    keys = ("spark.sql.files.openCostInBytes", "spark.sql.files.maxPartitionBytes",
+            "spark.sql.sources.parallelPartitionDiscovery.threshold")
     old = {k: spark.conf.get(k) for k in keys}
     tasks = 2 * spark.sparkContext.defaultParallelism
     per_task = -(-(num_bytes + num_files * OPEN_COST) // tasks)
     spark.conf.set(keys[0], str(OPEN_COST))
     if num_bytes:  # unknown sizes (0): keep Spark's own partition size
         spark.conf.set(keys[1], str(per_task))
+    if num_paths > int(old[keys[2]]):  # many class folders: listed here, not by a Spark job of their own
+        spark.conf.set(keys[2], str(num_paths))
     try:
         yield
     finally:
@@ -220,6 +229,10 @@ def ingest_folder(spark: SparkSession, source, work_dir: str | os.PathLike, *, s
     from sparkvision.datasets.folder import read_images
     from sparkvision.errors import BadDataError
 
+    if strict and source.skipped:  # found by the listing: no need to start reading
+        (first, why), n = source.skipped[0], len(source.skipped)
+        raise BadDataError(f"{first}: cannot be read as an image ({why}); {n} such file(s) under {source.root}. "
+                           "Remove or fix them, or run without --strict to skip and list them.")
     fp = source.fingerprint()
     path = table_path(work_dir, "folder", fp)
     if (existing := _reuse(spark, path, progress)) is not None:
@@ -228,8 +241,11 @@ def ingest_folder(spark: SparkSession, source, work_dir: str | os.PathLike, *, s
         print(f"  decoding {source.num_files:,} image files under {source.root} in Spark tasks", file=sys.stderr)
     info = TableInfo(dataset="folder", fingerprint=fp, class_names=source.class_names, num_images=-1,
                      has_test=source.has_test, source=source.root, height=source.size, width=source.size)
-    with small_file_tasks(spark, source.num_files, source.num_bytes):
-        table = write_table(spark, read_images(spark, [source.root], source), path, info, strict=strict)
+    # The root, or its class folders when files lie beside them (locate_folder says which)
+    paths = list(source.paths) or [source.root]
+    with small_file_tasks(spark, source.num_files, source.num_bytes, len(paths)):
+        table = write_table(spark, read_images(spark, paths, source), path, info, strict=strict,
+                            skipped_before=source.skipped)
     if table.info.num_images == 0:
         shutil.rmtree(path, ignore_errors=True)  # a table of nothing is no table
         first = table.skipped[0]
