@@ -230,7 +230,9 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
             # TorchDistributor echoes the processes' output on stdout; the epochs' progress lines belong
             # with the rest of the progress, on stderr (stdout is the command's summary).
             started = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr if job.progress else open(os.devnull, "w")):
+            with contextlib.ExitStack() as stack:
+                sink = sys.stderr if job.progress else stack.enter_context(open(os.devnull, "w"))
+                stack.enter_context(contextlib.redirect_stdout(sink))
                 result = distributor.run(launch.run_training, json.dumps({**job.__dict__, "image_shape": list(shape)}),
                                          package)
             distributor_s = time.perf_counter() - started
