@@ -29,7 +29,7 @@ import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 TREE_MODELS = ("random_forest", "decision_tree", "gbt")
 
@@ -614,6 +614,17 @@ def _class_names(summary: dict[str, Any], count: int) -> list[str]:
     return names if len(names) == count else [str(i) for i in range(count)]
 
 
+def _scatter_by_model(ax, results: list[dict[str, Any]], x_of: Callable[[dict[str, Any]], float]) -> None:
+    """One marker and colour per model: each result at (``x_of(result)``, its accuracy in %)."""
+    markers = "osD^vP*Xh<>"
+    models = list(dict.fromkeys(str(r.get("model")) for r in results))
+    for i, model in enumerate(models):
+        mine = [r for r in results if str(r.get("model")) == model]
+        ax.scatter([x_of(r) for r in mine], [100 * r["accuracy"] for r in mine], label=model, s=55,
+                   marker=markers[i % len(markers)], color=f"C{i % 10}", edgecolors="black", linewidths=0.5,
+                   zorder=3)
+
+
 def _log_seconds_axis(ax) -> None:
     """A log-scale x axis labelled in plain numbers (2, 5, 10, 20 …), which read better than powers
     of ten on a range of a few decades."""
@@ -726,13 +737,7 @@ def plot_accuracy_vs_fit_time(summary: dict[str, Any], results: Sequence[dict[st
         return None
     fig = Figure(figsize=(9, 5.5))
     ax = fig.add_subplot()
-    markers = "osD^vP*Xh<>"
-    models = list(dict.fromkeys(str(r.get("model")) for r in timed))
-    for i, model in enumerate(models):
-        mine = [r for r in timed if str(r.get("model")) == model]
-        ax.scatter([_fit(r) for r in mine], [100 * r["accuracy"] for r in mine], label=model, s=55,
-                   marker=markers[i % len(markers)], color=f"C{i % 10}", edgecolors="black", linewidths=0.5,
-                   zorder=3)
+    _scatter_by_model(ax, timed, _fit)
     _log_seconds_axis(ax)
     ax.set_xlabel("Fit time (seconds, log scale)")
     ax.set_ylabel("Test accuracy (%)")
@@ -826,13 +831,7 @@ def plot_accuracy_vs_minutes(summary: dict[str, Any], results: Sequence[dict[str
     minutes = {id(r): total_seconds(r) / 60 for r in timed}
     fig = Figure(figsize=(9, 5.5))
     ax = fig.add_subplot()
-    markers = "osD^vP*Xh<>"
-    models = list(dict.fromkeys(str(r.get("model")) for r in timed))
-    for i, model in enumerate(models):
-        mine = [r for r in timed if str(r.get("model")) == model]
-        ax.scatter([minutes[id(r)] for r in mine], [100 * r["accuracy"] for r in mine], label=model, s=55,
-                   marker=markers[i % len(markers)], color=f"C{i % 10}", edgecolors="black", linewidths=0.5,
-                   zorder=3)
+    _scatter_by_model(ax, timed, lambda r: minutes[id(r)])
     front = tradeoff(timed)
     if len(front) >= 2:
         ax.step([minutes[id(r)] for r in front], [100 * r["accuracy"] for r in front], where="post",
