@@ -29,6 +29,18 @@ def label_with_classes(df: DataFrame, class_names: Sequence[str], labelCol: str 
     return df.withColumn(labelCol, F.col(labelCol).alias(labelCol, metadata=meta))
 
 
+def num_classes(df: DataFrame, labelCol: str, stage: str) -> int:
+    """The number of classes: from the label's metadata (:func:`label_with_classes`), else the
+    largest label + 1 (one pass); ValueError naming ``stage`` on an empty dataset."""
+    vals = df.schema[labelCol].metadata.get("ml_attr", {}).get("vals")
+    if vals:
+        return len(vals)
+    top = df.agg(F.max(labelCol)).head()[0]
+    if top is None:
+        raise ValueError(f"{stage} cannot fit on an empty dataset")
+    return int(top) + 1
+
+
 def check_on_jvm(stage: Params) -> None:
     """Hand a JVM-backed stage's Params to its Java object now, so a bad value (numTrees=0)
     fails before any data is read rather than deep inside a fit. Needs an active session."""

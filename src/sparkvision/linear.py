@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
 from sparkvision.arrow_bytes import float_array, float_rows, list_array
+from sparkvision.fitting import num_classes
 from sparkvision.kernels import ridge_scores
 from sparkvision.stage_io import ArraysReadWrite, ParamsWritable, from_npy, to_npy
 
@@ -106,16 +107,6 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWrit
     def setLabelCol(self, value: str) -> "RidgeClassifier":
         return self._set(labelCol=value)
 
-    def _num_classes(self, dataset: DataFrame) -> int:
-        field = dataset.schema[self.getLabelCol()]
-        vals = field.metadata.get("ml_attr", {}).get("vals")
-        if vals:
-            return len(vals)
-        top = dataset.agg(F.max(self.getLabelCol())).head()[0]
-        if top is None:
-            raise ValueError("RidgeClassifier cannot fit on an empty dataset")
-        return int(top) + 1
-
     def _fit(self, dataset: DataFrame) -> "RidgeClassifierModel":
         grid = [] if self.isSet(self.regParam) else list(self.getOrDefault(self.regGrid))
         for reg in ([self.getRegParam()] if self.isSet(self.regParam) else grid):
@@ -126,7 +117,7 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWrit
         holdout = float(self.getOrDefault(self.validationFraction)) if len(grid) > 1 else 0.0
         if not 0 <= holdout < 1:
             raise ValueError(f"validationFraction must be in [0, 1), not {holdout}")
-        classes, seed = self._num_classes(dataset), self.getOrDefault(self.seed)
+        classes, seed = num_classes(dataset, self.getLabelCol(), "RidgeClassifier"), self.getOrDefault(self.seed)
         rows = dataset.select(vector_to_array(F.col(self.getFeaturesCol()), "float32").alias("x"),
                               F.col(self.getLabelCol()).cast("int").alias("y"))
 

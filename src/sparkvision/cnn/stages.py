@@ -44,6 +44,7 @@ from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField, Str
 from sparkvision.cnn.settings import (CNN_DEFAULTS, PRESETS, check_cnn_params, check_safetensors, resolve_precision,
                                       require_torch)
 from sparkvision.errors import BadDataError
+from sparkvision.fitting import num_classes
 from sparkvision.stage_io import ParamsWriter
 
 PREDICT_BATCH = 256  # images per predict_batch_udf call: big enough for the convolutions, small in memory
@@ -147,15 +148,6 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
 
     # -- fitting ------------------------------------------------------------------------------
 
-    def _num_classes(self, dataset: DataFrame) -> int:
-        vals = dataset.schema[self.getLabelCol()].metadata.get("ml_attr", {}).get("vals")
-        if vals:
-            return len(vals)
-        top = dataset.agg(F.max(self.getLabelCol())).head()[0]
-        if top is None:
-            raise ValueError("CNNClassifier cannot fit on an empty dataset")
-        return int(top) + 1
-
     def _image_shape(self, dataset: DataFrame) -> list[int]:
         if {"height", "width", "nChannels"} <= set(dataset.columns):
             first = dataset.select("height", "width", "nChannels").head()
@@ -200,7 +192,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
             if not self.isSet(self.getParam(name)):
                 values[name] = value
         processes, threads, local = self._processes(spark, use_gpu)
-        num_classes = self._num_classes(dataset)
+        classes = num_classes(dataset, self.getLabelCol(), "CNNClassifier")
         shape = self._image_shape(dataset)
         given = self.getOrDefault(self.checkpointDir)
         folder = Path(given).resolve() if given else Path(tempfile.mkdtemp(prefix="sparkvision-cnn-"))
@@ -215,7 +207,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                                      weight_decay=float(values["weightDecay"]),
                                      label_smoothing=float(values["labelSmoothing"]),
                                      translate=2 if augment else 0, flip=augment, tta=bool(values["tta"]),
-                                     precision=precision, num_classes=num_classes,
+                                     precision=precision, num_classes=classes,
                                      seed=int(self.getOrDefault(self.seed)), threads=threads,
                                      device="cuda" if use_gpu else "cpu")
             shard_s = time.perf_counter() - started
@@ -243,7 +235,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         model = CNNClassificationModel()
         model._set(**{p.name: self.getOrDefault(p) for p in self.params if self.isDefined(p)
                       and model.hasParam(p.name)})
-        model._set(precision=precision, numClasses=num_classes, imageShape=shape, widths=list(values["widths"]),
+        model._set(precision=precision, numClasses=classes, imageShape=shape, widths=list(values["widths"]),
                    epochs=float(values["epochs"]))
         model._weights = weights
         model.trainingSummary = {**(result or {}), "precision": precision, "device": settings.device,
