@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark():
-    from sparkvision.spark_session import SparkSettings, build_session
+    from sparkvision.runtime.session import SparkSettings, build_session
 
     session = build_session(SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4,
                                           app_name="sparkvision-tests",
@@ -30,7 +30,7 @@ def _doctest_spark(request, doctest_namespace):
 @pytest.fixture(scope="session")
 def cifar_py(tmp_path_factory) -> Path:
     """A synthetic python-layout release: 5 training batches of 80 images, no test batch."""
-    from sparkvision.datasets.synthetic import write_python_release
+    from sparkvision.data.sources.synthetic import write_python_release
 
     root = tmp_path_factory.mktemp("cifar-py")
     write_python_release(root, images_per_batch=80)

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     if len(seeds) < 2:
         parser.error("--seeds needs at least two seeds")
 
-    from sparkvision.job import RunConfig, run_job
-    from sparkvision.spark_session import build_session
+    from sparkvision.jobs.run import RunConfig, run_job
+    from sparkvision.runtime.session import build_session
 
     scratch = Path(tempfile.mkdtemp(prefix="sparkvision-accuracy-"))
     runs = []

@@ -79,9 +79,9 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     import numpy as np
     import torch
 
-    from sparkvision.cnn.inference import Predictor
-    from sparkvision.cnn.settings import CNN_DEFAULTS, resolve_precision
-    from sparkvision.cnn.training import TrainJob, TrainSettings, read_shard, train
+    from sparkvision.models.cnn.inference import Predictor
+    from sparkvision.models.cnn.settings import CNN_DEFAULTS, resolve_precision
+    from sparkvision.models.cnn.training import TrainJob, TrainSettings, read_shard, train
 
     settings = TrainSettings(epochs=float(epochs or CNN_DEFAULTS["epochs"]),
                              widths=tuple(int(w) for w in (widths.split(",") if widths else CNN_DEFAULTS["widths"])),

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from cnn import cpu_model
-from sparkvision.cnn.network import Network
-from sparkvision.cnn.settings import cpu_has_native_bfloat16
+from sparkvision.models.cnn.network import Network
+from sparkvision.models.cnn.settings import cpu_has_native_bfloat16
 
 
 def rate(widths: tuple[int, int, int], precision: str, seconds: float, batch: int = 256) -> tuple[float, float]:

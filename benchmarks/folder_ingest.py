@@ -9,7 +9,7 @@ SparkSession (local[*], UI off), one after the other:
 1. Spark's `image` source: `spark.read.format("image")` over the tree, written to Parquet.
 2. sparkvision: `ingest_folder` (binaryFile, decode and resize in tasks, Parquet image table).
 3. predict throughput: a random forest (10 trees, depth 5, gray) fitted on the table, then
-   `sparkvision.predict.predict` (the Spark engine) over the whole tree, streaming CSV to a file;
+   `sparkvision.inference.predict.predict` (the Spark engine) over the whole tree, streaming CSV to a file;
    then `predict_local` (the local engine: no JVM) over the same tree.
 4. single-image latency: `sparkvision predict MODEL ONE.jpg` as a fresh process, wall time,
    median of 3: `--engine auto` (which takes the local engine) and `--engine spark` (JVM start
@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    from sparkvision.datasets.folder import locate_folder
-    from sparkvision.datasets.table import ingest_folder
-    from sparkvision.spark_session import SparkSettings, build_session
+    from sparkvision.data.sources.folder import locate_folder
+    from sparkvision.data.ingest import ingest_folder
+    from sparkvision.runtime.session import SparkSettings, build_session
 
     source = locate_folder(args.root)
     n = source.num_files
@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
         out["ingest_speedup"] = out["spark_image_source"]["seconds"] / secs
 
         print("fitting a model for predict ...", file=sys.stderr, flush=True)
-        from sparkvision.classifiers import build_classifier
-        from sparkvision.features import feature_stages
-        from sparkvision.fitting import fit_pipeline, label_with_classes
-        from sparkvision.job import LABELS_FILE
-        from sparkvision.predict import predict, predict_local
+        from sparkvision.models.registry import build_classifier
+        from sparkvision.features.sets import feature_stages
+        from sparkvision.models.fitting import fit_pipeline, label_with_classes
+        from sparkvision.models.labels import LABELS_FILE
+        from sparkvision.inference.predict import predict, predict_local
 
         model = fit_pipeline(feature_stages("gray") + [build_classifier("random_forest", seed=42)],
                              label_with_classes(table.df, table.info.class_names))

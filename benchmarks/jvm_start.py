@@ -1,4 +1,4 @@
-"""What the driver JVM's class archive (``sparkvision.jvm_cds``) saves: fresh processes, with and without it.
+"""What the driver JVM's class archive (``sparkvision.runtime.class_archive``) saves: fresh processes, with and without it.
 
     .venv/bin/python benchmarks/jvm_start.py [--rounds 5] [--data DIR] [--json FILE]
 
@@ -24,7 +24,7 @@ from pathlib import Path
 PROBE = r"""
 import json, time
 t0 = time.perf_counter()
-from sparkvision.spark_session import SparkSettings, build_session
+from sparkvision.runtime.session import SparkSettings, build_session
 spark = build_session(SparkSettings(conf={"spark.ui.enabled": "false"}), show_progress=False)
 t1 = time.perf_counter()
 spark.range(10).count()
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import tempfile
 
-    from sparkvision import jvm_cds
+    from sparkvision.runtime import class_archive as jvm_cds
     print(f"archive cache: {jvm_cds.cache_dir()}", file=sys.stderr)
     probe(True)  # makes the archive if there is none (written as that JVM exits)
     time.sleep(10)

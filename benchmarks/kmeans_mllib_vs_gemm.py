@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.functions import array_to_vector
 
-    from sparkvision import patch_math as pm
-    from sparkvision.spark_session import SparkSettings, build_session
-    from sparkvision.stage_io import from_npy, to_npy
+    from sparkvision.features import patch_math as pm
+    from sparkvision.runtime.session import SparkSettings, build_session
+    from sparkvision.runtime.npy import from_npy, to_npy
 
     rng = np.random.default_rng(0)
     images = real_images(args.data, 10_000)

@@ -49,7 +49,7 @@ def real_images(data: Path, n: int) -> np.ndarray:
 def encoder_throughput(images: np.ndarray, k: int) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from sparkvision import patch_math as pm
+    from sparkvision.features import patch_math as pm
 
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=(k, 108)).astype(np.float32)

@@ -29,11 +29,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     from pyspark import StorageLevel
 
-    from sparkvision.classifiers import build_classifier
-    from sparkvision.features import feature_stages
-    from sparkvision.fitting import label_with_classes
-    from sparkvision.job import RunConfig, ingest, locate_data, split_table
-    from sparkvision.spark_session import build_session
+    from sparkvision.models.registry import build_classifier
+    from sparkvision.features.sets import feature_stages
+    from sparkvision.models.fitting import label_with_classes
+    from sparkvision.data.ingest import ingest, locate_data, split_table
+    from sparkvision.jobs.run import RunConfig
+    from sparkvision.runtime.session import build_session
 
     config = RunConfig(data=args.data)
     source = locate_data(config.data, config.work_dir, progress=False)

@@ -64,7 +64,8 @@ SHIFTS = ((0, 0), (2, 0), (0, 2), (-2, 0), (0, -2), (2, 2), (-2, -2), (2, -2), (
 
 def load_real(data: Path) -> tuple[np.ndarray, np.ndarray]:
     """(labels int64[n], images uint8[n, 3, 32, 32] as R,G,B planes) of the real release at ``data``."""
-    from sparkvision.datasets.cifar import CIFAR10, locate, parse_python_batch
+    from sparkvision.data.ingest import locate_cifar as locate
+    from sparkvision.data.sources.cifar import CIFAR10, parse_python_batch
 
     source = locate(data, tempfile.mkdtemp(prefix="sv-scaling-"), CIFAR10, progress=False)
     if source.layout != "python":
@@ -89,7 +90,7 @@ def variant(images: np.ndarray, tile: int) -> np.ndarray:
 
 def write_release(labels: np.ndarray, images: np.ndarray, n: int, root: Path) -> Path:
     """Write a python-layout release of ``n`` images (tiled from the real ones) under ``root``."""
-    from sparkvision.datasets.cifar import CIFAR10
+    from sparkvision.data.sources.cifar import CIFAR10
 
     folder = root / CIFAR10.base_folder
     folder.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,9 @@ def run_sklearn(data: Path) -> dict:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import train_test_split
 
-    from sparkvision.datasets.cifar import CIFAR10, locate, parse_python_batch, planes_to_hwc
-    from sparkvision.features import rgb_to_gray
+    from sparkvision.data.ingest import locate_cifar as locate
+    from sparkvision.data.sources.cifar import CIFAR10, parse_python_batch, planes_to_hwc
+    from sparkvision.features.kernels import rgb_to_gray
 
     t0 = time.perf_counter()
     source = locate(data, tempfile.mkdtemp(), CIFAR10, progress=False)

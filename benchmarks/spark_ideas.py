@@ -10,12 +10,12 @@ e: b measures the driver's memory, which must not follow a's 50,000 decoded imag
 
 a. Serialization: per-image cost, on one core in plain Python, of the assignment's PNG round
    trips (encode RGB, decode, ``convert('L')`` + re-encode, decode) against the raw-bytes path
-   (numpy plane reorder + ``sparkvision.features.rgb_to_gray``, 10,000 images at a time as a
+   (numpy plane reorder + ``sparkvision.features.kernels.rgb_to_gray``, 10,000 images at a time as a
    task does, and on the whole array at once), and the PNG sizes against 3,072 raw bytes.
 b. Getting the images into Spark: through the driver (unpickle, a Python list of Rows,
    ``parallelize``, ``createDataFrame``, ``union``, ``count``) with raw bytes and with PNG bytes
    (the assignment's way), against reading the batch files inside tasks
-   (``sparkvision.datasets.cifar.read_batches``); with the driver's peak memory growth.
+   (``sparkvision.data.sources.cifar.read_batches``); with the driver's peak memory growth.
 c. ``union``: the time of the union calls alone (lazy) and the partitions they add up to.
 d. UDF styles on the same jobs: grayscale RGB bytes (row-at-a-time Python UDF, Arrow-optimised
    Python UDF, pandas UDF, sparkvision's Arrow UDF), then scale a 1,024-double array by 1/255
@@ -62,13 +62,14 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import (ArrayType, BinaryType, DoubleType, IntegerType, StructField,  # noqa: E402
                                StructType)
 
-from sparkvision.datasets.cifar import (CIFAR10, CifarSource, locate, parse_python_batch,  # noqa: E402
-                                        planes_to_hwc, read_batches)
-from sparkvision.datasets.table import ingest_cifar  # noqa: E402
-from sparkvision.features import Grayscale, PixelVectorizer, rgb_to_gray  # noqa: E402
-from sparkvision.fitting import label_with_classes  # noqa: E402
-from sparkvision.job import split_table  # noqa: E402
-from sparkvision.spark_session import SparkSettings, build_session  # noqa: E402
+from sparkvision.data.ingest import locate_cifar as locate
+from sparkvision.data.sources.cifar import CIFAR10, CifarSource, parse_python_batch, read_batches
+from sparkvision.data.ingest import ingest_cifar  # noqa: E402
+from sparkvision.features.kernels import rgb_to_gray  # noqa: E402
+from sparkvision.features.pixels import Grayscale, PixelVectorizer
+from sparkvision.models.fitting import label_with_classes  # noqa: E402
+from sparkvision.data.ingest import split_table  # noqa: E402
+from sparkvision.runtime.session import SparkSettings, build_session  # noqa: E402
 
 RAW_BYTES = 32 * 32 * 3
 
@@ -356,7 +357,7 @@ def gray_styles() -> dict[str, Style]:
     row_udf = F.udf(_gray_row, BinaryType(), useArrow=False)
     arrow_py_udf = F.udf(_gray_row, BinaryType(), useArrow=True)
     pandas_udf = F.pandas_udf(_gray_pandas, BinaryType())
-    from sparkvision.features import _gray_udf  # only to name its type; the stage is used below
+    from sparkvision.features.pixels import _gray_udf  # only to name its type; the stage is used below
     return {
         "python_udf_row": (lambda df: df.select(row_udf("data").alias("out")), eval_type(row_udf)),
         "python_udf_arrow": (lambda df: df.select(arrow_py_udf("data").alias("out")), eval_type(arrow_py_udf)),

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
 
-    from sparkvision.job import RunConfig, run_job
-    from sparkvision.spark_session import build_session, warm_python_workers
+    from sparkvision.jobs.run import RunConfig, run_job
+    from sparkvision.features.warmup import warm_python_workers
+    from sparkvision.runtime.session import build_session
 
     scratch = Path(tempfile.mkdtemp(prefix="sparkvision-warm-jvm-"))
     rounds = []

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -239,14 +238,14 @@ def test_archives_that_are_not_a_release(capsys, tmp_path):
 def test_options_a_conf_value_spark_refuses_is_an_option_error(capsys, monkeypatch, tmp_path):
     """Spark refuses some --conf values only when the session starts: the failure names the setting (exit 2),
     in Spark's words, instead of "unexpected" (the session is replaced by its refusal, to stay fast)."""
-    import sparkvision.job
+    import sparkvision.jobs.run
 
     def refuse(config, **kwargs):
         raise RuntimeError("An error occurred while calling None.org.apache.spark.sql.SparkSession.\n"
                            "Caused by: org.apache.spark.SparkIllegalArgumentException: [INVALID_CONF_VALUE.REQUIREMENT] "
                            "The value '-3' in the config \"spark.sql.shuffle.partitions\" is invalid.\n\tat org.x")
 
-    monkeypatch.setattr(sparkvision.job, "run_job", refuse)
+    monkeypatch.setattr(sparkvision.jobs.run, "run_job", refuse)
     code, err = _run(capsys, tmp_path, tmp_path, "--conf", "spark.sql.shuffle.partitions=-3")
     assert code == 2 and "Spark refused the setting --conf spark.sql.shuffle.partitions=-3: " in err
     assert "The value '-3' in the config" in err
@@ -254,7 +253,7 @@ def test_options_a_conf_value_spark_refuses_is_an_option_error(capsys, monkeypat
 
 def test_listing_names_every_file_it_does_not_read(tmp_path):
     """What the run's summary and metrics.json list, and why (the listing, without Spark)."""
-    from sparkvision.job import locate_data
+    from sparkvision.data.ingest import locate_data
 
     data = _classes(tmp_path / "photos", ("cats", "dogs", "empty class"))
     shutil.rmtree(data / "empty class")
@@ -305,7 +304,7 @@ def test_bug_a_zero_byte_image_is_listed_not_dropped(real_run):
 
 def test_bug_damaged_model_metadata_names_the_file(model, real_run, tmp_path):
     meta = next((model / "stages").glob("0_*")) / "metadata" / "part-00000"
-    meta.write_text('{"class": "sparkvision.features.Grayscale", "paramMap": {')
+    meta.write_text('{"class": "sparkvision.features.pixels.Grayscale", "paramMap": {')
     picture = real_run.data / "test" / "cats" / "0.png"
     for engine in ("local", "spark"):  # the model is checked before either starts (no JVM here)
         result = run_cli("predict", str(model), str(picture), "--engine", engine, "--out", str(tmp_path / "l.csv"))
@@ -347,7 +346,7 @@ def test_odd_images_of_every_mode_are_all_labelled(capsys, real_run, tmp_path):
 def test_odd_sixteen_bit_grayscale_is_scaled_not_clipped_white():
     import io
 
-    from sparkvision.datasets.folder import decode_image
+    from sparkvision.data.sources.folder import decode_image
 
     buf = io.BytesIO()
     Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(buf, "PNG")
@@ -525,9 +524,9 @@ def test_model_from_another_version(capsys, model, picture, tmp_path):
     """A stage class this version does not have, and one of ours whose Params are not the ones it reads."""
     meta_file = model / "stages" / _stage(model, 0).name / "metadata" / "part-00000"
     meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "class": "sparkvision.features.GrayscaleV2"}))
+    meta_file.write_text(json.dumps({**meta, "class": "sparkvision.features.pixels.GrayscaleV2"}))
     code, err, _ = _predict(capsys, tmp_path, model, picture)
-    assert code == 4 and f"{_stage(model, 0)}: a sparkvision.features.GrayscaleV2, a stage this sparkvision" in err
+    assert code == 4 and f"{_stage(model, 0)}: a sparkvision.features.pixels.GrayscaleV2, a stage this sparkvision" in err
     assert "saved by another version" in err
     meta_file.write_text(json.dumps({**meta, "paramMap": {}, "defaultParamMap": {}}))
     code, err, _ = _predict(capsys, tmp_path, model, picture)
@@ -563,7 +562,7 @@ def test_model_cnn_weights_damaged_checked_without_torch(capsys, picture, tmp_pa
     stage = model / "stages" / "0_CNNClassifier_0123456789ab"
     for folder, meta in ((model, {"class": "pyspark.ml.pipeline.PipelineModel", "paramMap": {
             "stageUids": ["CNNClassifier_0123456789ab"], "language": "Python"}, "defaultParamMap": {}}),
-                         (stage, {"class": "sparkvision.cnn.stages.CNNClassificationModel", "paramMap": {
+                         (stage, {"class": "sparkvision.models.cnn.stages.CNNClassificationModel", "paramMap": {
                              "numClasses": 3, "imageShape": [8, 8, 3]}, "defaultParamMap": {}})):
         (folder / "metadata").mkdir(parents=True)
         (folder / "metadata" / "part-00000").write_text(json.dumps(meta) + "\n")

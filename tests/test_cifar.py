@@ -10,9 +10,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from sparkvision.datasets.cifar import (CIFAR10, extract_archive, locate, parse_binary_batch,
-                                        parse_python_batch, planes_to_hwc, safe_unpickle)
-from sparkvision.datasets.synthetic import synthetic_images, write_binary_release, write_python_release
+from sparkvision.data.download import extract_archive
+from sparkvision.data.ingest import locate_cifar as locate
+from sparkvision.data.sources.cifar import CIFAR10, parse_binary_batch, parse_python_batch, planes_to_hwc, safe_unpickle
+from sparkvision.data.sources.synthetic import synthetic_images, write_binary_release, write_python_release
 from sparkvision.errors import BadDataError, DataNotFoundError, UnsafeDataError
 
 
@@ -235,7 +236,7 @@ def test_archive_members_cannot_escape_the_cache(tmp_path):
 # ── CIFAR-100: the same code, other facts ────────────────────────────────────
 
 def test_cifar100_fine_and_coarse_from_the_python_release(tmp_path):
-    from sparkvision.datasets.cifar import CIFAR100, CIFAR100_COARSE
+    from sparkvision.data.sources.cifar import CIFAR100, CIFAR100_COARSE
 
     write_python_release(tmp_path, 30, with_test=True, release=CIFAR100)
     fine = locate(tmp_path, tmp_path / "c", CIFAR100)
@@ -247,7 +248,7 @@ def test_cifar100_fine_and_coarse_from_the_python_release(tmp_path):
 
 
 def test_cifar100_binary_records_carry_two_label_bytes(tmp_path):
-    from sparkvision.datasets.cifar import CIFAR100
+    from sparkvision.data.sources.cifar import CIFAR100
 
     folder = write_binary_release(tmp_path, 12, release=CIFAR100)
     raw = (folder / "train.bin").read_bytes()
@@ -260,8 +261,9 @@ _INGEST_WORKER = """
 import sys
 import json
 import numpy as np, pyarrow as pa
-from sparkvision.arrow_bytes import bytes_array
-from sparkvision.datasets.cifar import _decode_partition, locate
+from sparkvision.runtime.arrow import bytes_array
+from sparkvision.data.ingest import locate_cifar as locate
+from sparkvision.data.sources.cifar import _decode_partition
 source = locate(sys.argv[1], sys.argv[2], progress=False)
 first = source.files[0]
 batch = pa.RecordBatch.from_arrays([bytes_array([first.path], pa.string()),

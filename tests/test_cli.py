@@ -9,7 +9,7 @@ from pyspark.ml import PipelineModel
 
 from helpers import run_cli
 from sparkvision.cli import main
-from sparkvision.datasets.synthetic import write_python_release
+from sparkvision.data.sources.synthetic import write_python_release
 
 METRIC_KEYS = {"accuracy", "f1_macro", "per_class_accuracy", "confusion_matrix", "seconds", "config", "versions"}
 
@@ -40,9 +40,9 @@ def test_run_writes_model_and_metrics_and_a_summary(finished_run, capsys):
 
 
 def test_saved_model_gives_the_recorded_results_again(spark, finished_run):
-    from sparkvision.datasets.table import read_table
+    from sparkvision.data.table import read_table
     from sparkvision.evaluation import evaluate
-    from sparkvision.job import split_table
+    from sparkvision.data.ingest import split_table
 
     base, out, _ = finished_run
     metrics = json.loads((out / "metrics.json").read_text())
@@ -53,11 +53,11 @@ def test_saved_model_gives_the_recorded_results_again(spark, finished_run):
 
 
 def test_model_predictions_identical_after_save_and_load(spark, cifar_py, tmp_path):
-    from sparkvision.classifiers import build_classifier
-    from sparkvision.datasets.cifar import locate
-    from sparkvision.datasets.table import ingest_cifar
-    from sparkvision.features import feature_stages
-    from sparkvision.fitting import fit_pipeline
+    from sparkvision.models.registry import build_classifier
+    from sparkvision.data.ingest import locate_cifar as locate
+    from sparkvision.data.ingest import ingest_cifar
+    from sparkvision.features.sets import feature_stages
+    from sparkvision.models.fitting import fit_pipeline
 
     df = ingest_cifar(spark, locate(cifar_py, tmp_path), tmp_path, progress=False).df
     model = fit_pipeline(feature_stages("rgb") + [build_classifier("random_forest", numTrees=5)], df)
@@ -127,7 +127,7 @@ def test_check_java_passes_here():
 
 
 def test_java_options_in_the_environment_do_not_change_the_version_line(monkeypatch):
-    from sparkvision.spark_session import java_version
+    from sparkvision.runtime.session import java_version
 
     plain = java_version()
     # The java launcher prints "NOTE: Picked up JDK_JAVA_OPTIONS: ..." before the version.
@@ -136,7 +136,7 @@ def test_java_options_in_the_environment_do_not_change_the_version_line(monkeypa
 
 
 def test_cifar100_runs_through_the_same_path(spark, tmp_path):
-    from sparkvision.datasets.cifar import CIFAR100
+    from sparkvision.data.sources.cifar import CIFAR100
 
     write_python_release(tmp_path / "c100", 300, with_test=True, release=CIFAR100)
     out = tmp_path / "out"
@@ -150,7 +150,7 @@ def test_cifar100_runs_through_the_same_path(spark, tmp_path):
 def test_a_dead_jvm_is_recognised_through_chained_errors():
     from py4j.protocol import Py4JNetworkError
 
-    from sparkvision.cli import _jvm_died
+    from sparkvision.cli.main import _jvm_died
 
     try:
         try:

@@ -30,7 +30,7 @@ RUN_TIMEOUT = 420  # seconds: a run that cannot get executors waits forever; fai
 
 
 def _java_or_skip() -> None:
-    from sparkvision.spark_session import java_version
+    from sparkvision.runtime.session import java_version
 
     try:
         java_version()
@@ -297,10 +297,10 @@ def test_a_worker_killed_mid_run_is_survived(spark, cluster, worker_python, loca
 
 
 def test_the_shipped_zip_holds_the_code_tasks_import(spark):
-    from sparkvision.cluster import package_zip, ship_package
+    from sparkvision.runtime.cluster import package_zip, ship_package
 
     names = zipfile.ZipFile(package_zip()).namelist()
     assert {"sparkvision/__init__.py", "sparkvision/datasets/cifar.py", "sparkvision/datasets/folder.py",
-            "sparkvision/features.py", "sparkvision/arrow_bytes.py"} <= set(names)
+            "sparkvision/features/pixels.py", "sparkvision/runtime/arrow.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert ship_package(spark) is None  # a local master runs this machine's Python: nothing to ship

@@ -22,12 +22,12 @@ from pyspark.ml import PipelineModel
 
 from helpers import kill_when, run_cli
 from sparkvision.cli import main
-from sparkvision.cnn.inference import Predictor
-from sparkvision.cnn.settings import check_safetensors, cpu_has_native_bfloat16, resolve_precision
-from sparkvision.cnn.training import lr_factor
+from sparkvision.models.cnn.inference import Predictor
+from sparkvision.models.cnn.settings import check_safetensors, cpu_has_native_bfloat16, resolve_precision
+from sparkvision.models.cnn.training import lr_factor
 from sparkvision.errors import BadDataError
-from sparkvision.fitting import label_with_classes
-from sparkvision.job import split_table
+from sparkvision.models.fitting import label_with_classes
+from sparkvision.data.ingest import split_table
 
 TINY = ["--model", "cnn", "--epochs", "4", "--param", "widths=16,32,32", "--param", "batchSize=64"]
 
@@ -91,8 +91,8 @@ def _labels(df) -> list[int]:
 def test_predict_labels_images_with_both_engines_alike(spark, cnn_run, tmp_path):
     from PIL import Image
 
-    from sparkvision.datasets.synthetic import synthetic_images
-    from sparkvision.predict import predict, predict_local
+    from sparkvision.data.sources.synthetic import synthetic_images
+    from sparkvision.inference.predict import predict, predict_local
 
     base, _ = cnn_run
     labels, data = synthetic_images(5, seed=7)

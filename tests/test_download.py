@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sparkvision.datasets.cifar import CIFAR10, download, locate
+from sparkvision.data.download import download
+from sparkvision.data.ingest import locate_cifar as locate
+from sparkvision.data.sources.cifar import CIFAR10
 from sparkvision.errors import DownloadError
 
 ARCHIVE = b"pretend this is a gzip archive " * 1000

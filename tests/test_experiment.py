@@ -12,9 +12,10 @@ import time
 import pytest
 
 from helpers import ROOT, child_env
-from sparkvision.classifiers import CLASSIFIERS
+from sparkvision.models.registry import CLASSIFIERS
 from sparkvision.errors import BadDataError, ConfigError
-from sparkvision.experiment import load_experiment, parse_experiment, run_experiment
+from sparkvision.experiments.runner import run_experiment
+from sparkvision.experiments.spec import load_experiment, parse_experiment
 
 SMALL = """
 name = "small"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from helpers import kill_when, run_cli
-from sparkvision.atomic import remove_stale, remove_stale_in, temp_path
+from sparkvision.runtime.fs import remove_stale, remove_stale_in, temp_path
 from sparkvision.cli import main
-from sparkvision.faults import ENV
+from sparkvision.runtime.faults import ENV
 
 
 def _run(data: Path, out: Path, work: Path, *extra: str) -> list[str]:

@@ -8,8 +8,10 @@ from PIL import Image
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.functions import vector_to_array
 
-from sparkvision.features import COLUMNAR_INPUT, Grayscale, PixelVectorizer, feature_stages, rgb_to_gray, \
-    vectors_from_python
+from sparkvision.features.kernels import rgb_to_gray
+from sparkvision.features.pixels import Grayscale, PixelVectorizer, vectors_from_python
+from sparkvision.features.sets import feature_stages
+from sparkvision.runtime.session import COLUMNAR_INPUT
 
 
 def _random_images(n, seed=0):
@@ -100,7 +102,7 @@ def test_bad_parameters_are_refused(spark):
 _WORKER = """
 import sys
 # What a Python worker must not need: pyspark.ml (0.9 s of imports) and pandas (0.5 s).
-for name in ("pyspark.ml", "sparkvision.features", "sparkvision.linear"):
+for name in ("pyspark.ml", "sparkvision.features.pixels", "sparkvision.models.ridge.stage"):
     sys.modules[name] = None
 # pandas is checked at the end instead: blocked, pyarrow would quietly do without it
 import json
@@ -126,7 +128,7 @@ def test_feature_udfs_run_in_a_worker_without_pyspark_ml_or_pandas(tmp_path):
 
     from pyspark import cloudpickle
 
-    from sparkvision import features
+    from sparkvision.features import pixels as features
 
     blobs = np.empty(3, dtype=object)
     blobs[:] = [cloudpickle.dumps(features._gray_udf.func), cloudpickle.dumps(features._pixel_udf(255.0).func),
@@ -144,7 +146,7 @@ def test_feature_udfs_run_in_a_worker_without_pyspark_ml_or_pandas(tmp_path):
 def test_python_workers_are_warmed_by_a_job_of_their_own(spark):
     """``warm_python_workers`` runs one small job (its own job group) through the feature UDFs,
     which starts and imports their workers, and returns at once: the run goes on while it works."""
-    from sparkvision.spark_session import WARM_UP_GROUP, warm_python_workers
+    from sparkvision.features.warmup import WARM_UP_GROUP, warm_python_workers
 
     thread = warm_python_workers(spark)
     thread.join(timeout=120)

@@ -12,8 +12,8 @@ from PIL import Image
 
 from helpers import run_cli
 from sparkvision.cli import main
-from sparkvision.datasets.folder import decode_image, from_spark_image_df, locate_folder
-from sparkvision.datasets.table import ingest_folder
+from sparkvision.data.sources.folder import decode_image, from_spark_image_df, locate_folder
+from sparkvision.data.ingest import ingest_folder
 from sparkvision.errors import BadDataError, DataNotFoundError
 
 COLOURS = {"cats": (200, 40, 40), "dogs": (40, 40, 200), "fish": (40, 200, 40)}
@@ -111,8 +111,8 @@ def test_ingest_decodes_in_tasks_skips_and_lists_broken_files(spark, tree, tmp_p
 
 
 def test_small_files_are_decoded_in_two_tasks_per_core_and_settings_restored(spark, tree):
-    from sparkvision.datasets.folder import read_images
-    from sparkvision.datasets.table import small_file_tasks
+    from sparkvision.data.sources.folder import read_images
+    from sparkvision.data.ingest import small_file_tasks
 
     source = locate_folder(tree)
     assert source.num_bytes == sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
@@ -162,7 +162,7 @@ def test_run_trains_on_a_class_folder(trained):
 
 
 def test_predict_labels_files_folders_and_globs(spark, trained, tree, tmp_path):
-    from sparkvision.predict import predict
+    from sparkvision.inference.predict import predict
 
     out = tmp_path / "p.csv"
     result = predict(spark, str(trained), [str(tree / "cats" / "0.jpg"), str(tree / "dogs" / "*.png"),

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from sparkvision import jvm_cds
-from sparkvision.spark_session import java_binary, java_version
+from sparkvision.runtime import class_archive as jvm_cds
+from sparkvision.runtime.session import java_binary, java_version
 
 SPARK = "4.3.0-test"
 
@@ -106,7 +106,7 @@ def test_spark_starts_when_its_archive_is_damaged(tmp_path, monkeypatch):
     data = made.writing.read_bytes()
     final.write_bytes(data[: len(data) // 2])
     assert not jvm_cds.usable(java, final)  # this one would crash the JVM that maps it
-    script = ("from sparkvision.spark_session import SparkSettings, build_session\n"
+    script = ("from sparkvision.runtime.session import SparkSettings, build_session\n"
               "s = build_session(SparkSettings(master='local[1]', driver_memory='1g', "
               "conf={'spark.ui.enabled': 'false'}), show_progress=False)\n"
               "print('rows', s.range(3).count())\n")

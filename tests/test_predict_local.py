@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from sparkvision.cli import main
-from sparkvision.predict import choose_engine, predict, predict_local
+from sparkvision.inference.predict import choose_engine, predict, predict_local
 
 CLASSES = ("cats", "dogs", "fish")
 COLOURS = {"cats": (200, 40, 40), "dogs": (40, 40, 200), "fish": (40, 200, 40)}
@@ -54,10 +54,11 @@ def models(spark, tmp_path_factory):
     and binomial on two classes), ridge on patch features, and a perceptron (which the local
     engine does not evaluate)."""
     from sparkvision.api import save_model
-    from sparkvision.classifiers import build_classifier
-    from sparkvision.features import PatchFeatures, feature_stages
-    from sparkvision.fitting import fit_pipeline, label_with_classes
-    from sparkvision.linear import RidgeClassifier
+    from sparkvision.models.registry import build_classifier
+    from sparkvision.features.patches import PatchFeatures
+    from sparkvision.features.sets import feature_stages
+    from sparkvision.models.fitting import fit_pipeline, label_with_classes
+    from sparkvision.models.ridge.stage import RidgeClassifier
 
     rng = np.random.default_rng(5)
     rows = [(np.asarray(_picture(rng, COLOURS[c], 32, 32)).tobytes(), float(k))
@@ -154,7 +155,7 @@ def test_auto_labels_one_image_locally_without_importing_pyspark(models, picture
 def test_matrices_and_vectors_read_as_spark_stores_them():
     from pyspark.ml.linalg import DenseMatrix, MatrixUDT, SparseMatrix, Vectors, VectorUDT
 
-    from sparkvision.local_model import _matrix, _vector
+    from sparkvision.inference.local import _matrix, _vector
 
     fields = ("type", "numRows", "numCols", "colPtrs", "rowIndices", "values", "isTransposed")
     a = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
@@ -180,16 +181,10 @@ def test_master_given_means_spark_and_the_summary_says_so(spark, models, picture
     assert "--engine local runs without Spark" in capsys.readouterr().err
 
 
-def test_the_labels_file_name_is_the_one_runs_write():
-    from sparkvision import job, predict as predict_module
-
-    assert predict_module.LABELS_FILE == job.LABELS_FILE  # one name: the one predict defines
-
-
 def test_the_announced_count_is_of_the_files_spark_reads(pictures):
     """`labelling N image(s)` counts what is read: 20 labelled and 2 unreadable here, not the
     hidden, underscore and odd-case names that Spark's listing leaves out."""
-    from sparkvision.predict import expand_inputs
+    from sparkvision.inference.predict import expand_inputs
 
     assert expand_inputs([str(pictures)])[1] == 22
     paths, count = expand_inputs([str(pictures / "fish" / "*")])  # a glob: given files, same rules

@@ -11,8 +11,9 @@ import pytest
 
 from helpers import SHARED_DATA
 from sparkvision.cli import main
-from sparkvision.datasets.cifar import CIFAR10, locate, parse_python_batch
-from sparkvision.datasets.table import ingest_cifar
+from sparkvision.data.ingest import locate_cifar as locate
+from sparkvision.data.sources.cifar import CIFAR10, parse_python_batch
+from sparkvision.data.ingest import ingest_cifar
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not (SHARED_DATA / "make_cifar_batches.py").is_file(),

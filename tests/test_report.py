@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from sparkvision import report
-from sparkvision.report import comparisons, summary_lines, write_report
+from sparkvision.report import analysis, plots
+from sparkvision.report.analysis import comparisons, summary_lines
+from sparkvision.report.render import write_report
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -136,7 +137,7 @@ def test_markdown_header_shows_the_run(written):
 def test_results_table_is_sorted_by_accuracy(written):
     out, _ = written
     rows = table_rows((out / "REPORT.md").read_text(encoding="utf-8"))
-    assert len(rows) == 11 and all(len(row) == len(report.TABLE_HEADERS) for row in rows)
+    assert len(rows) == 11 and all(len(row) == len(analysis.TABLE_HEADERS) for row in rows)
     accuracies = [float(row[5].split("%")[0]) for row in rows]
     assert accuracies == sorted(accuracies, reverse=True)
     assert [row[0] for row in rows] == [str(i) for i in range(1, 12)]
@@ -209,9 +210,9 @@ def test_summary_says_little_difference_when_the_change_is_within_noise():
 def test_a_tiny_change_is_not_an_improvement_even_without_spread():
     a, b = rf(10, 5, 0.300, 10.0, std=0.0), rf(100, 5, 0.303, 80.0, std=0.0)
     (c,) = comparisons([a, b], "numTrees")
-    assert c.threshold_points == report.NOISE_FLOOR_POINTS and c.verdict == "made little difference"
+    assert c.threshold_points == analysis.NOISE_FLOOR_POINTS and c.verdict == "made little difference"
     (c,) = comparisons([a, rf(100, 5, 0.290, 80.0, std=0.0)], "numTrees")
-    assert c.verdict == "reduced" and report.format_points(c.delta) == "-1.0 points"
+    assert c.verdict == "reduced" and analysis.format_points(c.delta) == "-1.0 points"
 
 
 def test_no_trees_sentence_with_a_single_tree_count():
@@ -258,14 +259,14 @@ def test_tuned_scenarios_are_reported_but_not_compared():
     tuned = rf(100, 5, 0.36, 85.0, tuned={"method": "cross-validation", "best_params": {"maxDepth": 10},
                                           "validation_accuracy": 0.35})
     assert comparisons([rf(10, 5, 0.30, 10.0), tuned], "numTrees") == []
-    row = report.results_table([tuned])[0]
+    row = analysis.results_table([tuned])[0]
     assert "tuned by cross-validation: maxDepth=10" in row[4]
 
 
 def test_single_repeat_has_no_spread_in_the_table():
     one = rf(10, 5, 0.3, 10.0, std=0.0)
     one["repeats"] = one["repeats"][:1]
-    assert report.results_table([one])[0][5] == "30.0 %"
+    assert analysis.results_table([one])[0][5] == "30.0 %"
 
 
 def test_markdown_escapes_pipes_in_names(tmp_path):
@@ -273,17 +274,17 @@ def test_markdown_escapes_pipes_in_names(tmp_path):
     odd["name"] = "forest | with a pipe"
     write_report({"name": "x", "class_names": CLASSES}, [odd], tmp_path)
     (row,) = table_rows((tmp_path / "REPORT.md").read_text(encoding="utf-8"))
-    assert len(row) == len(report.TABLE_HEADERS) and row[1] == r"forest \| with a pipe"
+    assert len(row) == len(analysis.TABLE_HEADERS) and row[1] == r"forest \| with a pipe"
 
 
 def test_differences_match_the_rounded_percentages_shown():
     (c,) = comparisons([rf(50, 5, 0.34, 45.0), rf(50, 10, 0.3305, 90.0)], "maxDepth")
-    assert "-0.9 points, 34.0 % → 33.1 %" in report.describe_comparison("Depth", c)
+    assert "-0.9 points, 34.0 % → 33.1 %" in analysis.describe_comparison("Depth", c)
 
 
 def test_a_zero_fit_time_gives_no_time_ratio():
     (c,) = comparisons([rf(10, 5, 0.30, 10.0), rf(100, 5, 0.36, 0.0)], "numTrees")
-    assert c.fit_ratio is None and "fit time" not in report.describe_comparison("Trees", c)
+    assert c.fit_ratio is None and "fit time" not in analysis.describe_comparison("Trees", c)
 
 
 def test_a_failed_baseline_is_said_and_a_missing_one_is_not():
@@ -297,7 +298,7 @@ def test_a_failed_baseline_is_said_and_a_missing_one_is_not():
 
 
 def test_feature_set_sizes_compare_in_numeric_order():
-    from sparkvision.report import comparisons
+    from sparkvision.report.analysis import comparisons
 
     results = [{"key": f, "name": "patches", "status": "done", "model": "ridge", "features": f, "params": {},
                 "accuracy": a, "fit_seconds": 1.0} for f, a in (("patches:1600", 0.73), ("patches:100", 0.62),
@@ -350,24 +351,24 @@ def cost_experiment() -> tuple[dict, list[dict]]:
 
 def test_table_charges_each_scenario_its_feature_set_and_totals_it():
     _, results = cost_experiment()
-    rows = {row[1]: row for row in report.results_table(results)}
-    f, t = report.TABLE_HEADERS.index("Features s"), report.TABLE_HEADERS.index("Total s")
+    rows = {row[1]: row for row in analysis.results_table(results)}
+    f, t = analysis.TABLE_HEADERS.index("Features s"), analysis.TABLE_HEADERS.index("Total s")
     best = rows["ridge patches:1600 regParam=0.1"]
     assert (best[7], best[f], best[t]) == ("30.0", "100", "132")  # 100 s of features + 30 s fit + 1.5 s test
     assert rows["ridge patches:1600 regParam=1.0"][f] == "100"  # computed once, charged in full to both
     assert rows["random_forest gray numTrees=10 maxDepth=5"][t] == "14.5"
     assert rows["cnn rgb epochs=2 widths=[32, 64, 64]"][f] == "none"  # it reads the images itself
-    note = report._table_note(results)
+    note = analysis.table_note(results)
     assert "charged in full" in note and "Total s = Features s + Fit s + Predict s" in note
     assert "the CNN" in note and "no recorded feature-set time" not in note
 
 
 def test_results_without_feature_times_have_no_total_and_say_so():
     _, results = experiment()
-    rows = report.results_table(results)
+    rows = analysis.results_table(results)
     assert {row[-2] for row in rows} == {row[-1] for row in rows} == {"–"}
-    assert "11 of 11 scenarios have no recorded feature-set time" in report._table_note(results)
-    assert report.plot_accuracy_vs_minutes({}, results) is None  # a fit time alone would understate the cost
+    assert "11 of 11 scenarios have no recorded feature-set time" in analysis.table_note(results)
+    assert plots.plot_accuracy_vs_minutes({}, results) is None  # a fit time alone would understate the cost
 
 
 def test_summary_judges_cost_by_the_whole_time_when_recorded():
@@ -383,12 +384,12 @@ def test_summary_judges_cost_by_the_whole_time_when_recorded():
     assert models.startswith("Models, best scenario of each (total time: features, fit and test): "
                              "1. ridge 73.7 % in 2 min 12 s; 2. cnn 66.0 % in 3 min 30 s; ")
     trade = next(line for line in lines if line.startswith("Trade-off"))
-    assert [r["name"] for r in report.tradeoff(results)] == [
+    assert [r["name"] for r in analysis.tradeoff(results)] == [
         "random_forest gray numTrees=10 maxDepth=5", "ridge patches:400 regParam=0.1",
         "ridge patches:1600 regParam=1.0", "ridge patches:1600 regParam=0.1"]
     assert "random_forest gray numTrees=10 maxDepth=5 30.0 % in 14.5 s; ridge patches:400" in trade
     assert ("Feature sets computed in", "gray 4.0 s, patches:400 40.0 s, patches:1600 1 min 40 s "
-            "(each once, shared by its scenarios)") in report.header_items(summary, results)
+            "(each once, shared by its scenarios)") in analysis.header_items(summary, results)
 
 
 def test_epochs_are_compared_for_each_width():
@@ -402,8 +403,8 @@ def test_epochs_are_compared_for_each_width():
 def test_accuracy_against_epochs_has_a_line_per_widths_and_the_training_curve():
     pytest.importorskip("matplotlib")
     summary, results = cost_experiment()
-    assert report.plot_accuracy_vs_epochs(*experiment()) is None  # no CNN, no plot
-    fig = report.plot_accuracy_vs_epochs(summary, results)
+    assert plots.plot_accuracy_vs_epochs(*experiment()) is None  # no CNN, no plot
+    fig = plots.plot_accuracy_vs_epochs(summary, results)
     legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
     assert legend == {"widths=[16,32,32]: test accuracy", "widths=[16,32,32]: training accuracy, 2-epoch run",
                       "widths=[32,64,64]: test accuracy", "widths=[32,64,64]: training accuracy, 2-epoch run"}
@@ -412,7 +413,7 @@ def test_accuracy_against_epochs_has_a_line_per_widths_and_the_training_curve():
 def test_accuracy_against_minutes_plots_every_scenario_at_its_whole_cost(tmp_path):
     pytest.importorskip("matplotlib")
     summary, results = cost_experiment()
-    fig = report.plot_accuracy_vs_minutes({**summary, "baseline_key": None}, results)
+    fig = plots.plot_accuracy_vs_minutes({**summary, "baseline_key": None}, results)
     ax = fig.axes[0]
     xs = sorted(round(float(x), 4) for c in ax.collections for x, _ in c.get_offsets())
     assert xs == sorted(round(r["total_seconds"] / 60, 4) for r in results)  # minutes of features + fit + test

@@ -10,8 +10,8 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.functions import vector_to_array
 
-from sparkvision.features import feature_stages
-from sparkvision.stage_io import is_local_path, save_metadata, save_pipeline_model
+from sparkvision.features.sets import feature_stages
+from sparkvision.runtime.stage_io import is_local_path, save_metadata, save_pipeline_model
 
 
 @pytest.mark.parametrize("path, default_fs, local", [

@@ -7,9 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from sparkvision.datasets.cifar import locate
-from sparkvision.datasets.synthetic import synthetic_images, write_binary_release, write_python_release
-from sparkvision.datasets.table import TABLE_SCHEMA, ingest_cifar
+from sparkvision.data.ingest import locate_cifar as locate
+from sparkvision.data.sources.synthetic import synthetic_images, write_binary_release, write_python_release
+from sparkvision.data.ingest import ingest_cifar
+from sparkvision.data.schema import TABLE_SCHEMA
 from sparkvision.errors import BadDataError, UnsafeDataError
 
 

@@ -22,15 +22,15 @@ __version__ = "0.1.0"
 _API = {
     "session": "sparkvision.api", "load_cifar10": "sparkvision.api", "load_folder": "sparkvision.api",
     "save_model": "sparkvision.api", "load_model": "sparkvision.api",
-    "Grayscale": "sparkvision.features", "PixelVectorizer": "sparkvision.features",
-    "feature_stages": "sparkvision.features", "rgb_to_gray": "sparkvision.features",
-    "PatchFeatures": "sparkvision.features", "PatchFeaturesModel": "sparkvision.features",
-    "RidgeClassifier": "sparkvision.linear",
-    "CNNClassifier": "sparkvision.cnn.stages", "CNNClassificationModel": "sparkvision.cnn.stages",
-    "build_classifier": "sparkvision.classifiers", "CLASSIFIERS": "sparkvision.classifiers",
-    "fit_pipeline": "sparkvision.fitting", "label_with_classes": "sparkvision.fitting",
-    "split_table": "sparkvision.job", "evaluate": "sparkvision.evaluation",
-    "predict": "sparkvision.predict", "write_python_release": "sparkvision.datasets.synthetic",
+    "Grayscale": "sparkvision.features.pixels", "PixelVectorizer": "sparkvision.features.pixels",
+    "feature_stages": "sparkvision.features.sets", "rgb_to_gray": "sparkvision.features.kernels",
+    "PatchFeatures": "sparkvision.features.patches", "PatchFeaturesModel": "sparkvision.features.patches",
+    "RidgeClassifier": "sparkvision.models.ridge.stage",
+    "CNNClassifier": "sparkvision.models.cnn.stages", "CNNClassificationModel": "sparkvision.models.cnn.stages",
+    "build_classifier": "sparkvision.models.registry", "CLASSIFIERS": "sparkvision.models.registry",
+    "fit_pipeline": "sparkvision.models.fitting", "label_with_classes": "sparkvision.models.fitting",
+    "split_table": "sparkvision.data.ingest", "evaluate": "sparkvision.evaluation",
+    "predict": "sparkvision.inference.predict", "write_python_release": "sparkvision.data.sources.synthetic",
 }
 __all__ = sorted(_API)
 

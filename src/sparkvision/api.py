@@ -1,4 +1,5 @@
-"""The public Python API: the pieces the CLI uses, for notebooks and scripts.
+"""The public Python API: the pieces the CLI uses, for notebooks and scripts (``save_model``:
+:func:`sparkvision.models.persistence.save_model`).
 
 Everything here is importable from ``sparkvision`` itself (``import sparkvision as sv``) and is
 the same code the commands run, not a second implementation.
@@ -13,18 +14,33 @@ the same code the commands run, not a second implementation.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from sparkvision.data.sources.folder import locate_folder
+from sparkvision.defaults import (
+    APP_NAME,
+    EXECUTOR_MEMORY,
+    MASTER,
+    MEMORY_OVERHEAD,
+    SHUFFLE_PARTITIONS,
+)
+from sparkvision.errors import DataNotFoundError
+from sparkvision.inference.predict import find_model
+from sparkvision.data.ingest import ingest, locate_data
+from sparkvision.models.persistence import save_model
+from sparkvision.runtime.fs import default_work_dir
+from sparkvision.runtime.session import SparkSettings, build_session
+
+__all__ = ["session", "load_cifar10", "load_folder", "save_model", "load_model"]
 
 
-def session(master: str = "local[*]", *, driver_memory: str | None = None, executor_memory: str = "4g",
-            memory_overhead: str = "512m", shuffle_partitions: int = 100, app_name: str = "sparkvision",
+def session(master: str = MASTER, *, driver_memory: str | None = None, executor_memory: str = EXECUTOR_MEMORY,
+            memory_overhead: str = MEMORY_OVERHEAD, shuffle_partitions: int = SHUFFLE_PARTITIONS, app_name: str = APP_NAME,
             show_progress: bool | None = None, conf: dict[str, str] | None = None):
     """Start (or reuse) a SparkSession as ``sparkvision run`` does (local mode binds to 127.0.0.1);
     ``conf`` holds any other Spark settings, e.g. ``{"spark.ui.enabled": "false"}``. Without
-    ``driver_memory``, it is sized from this machine (``sparkvision.memory.size_memory``).
+    ``driver_memory``, it is sized from this machine (``sparkvision.runtime.memory.size_memory``).
 
     Examples
     --------
@@ -33,7 +49,6 @@ def session(master: str = "local[*]", *, driver_memory: str | None = None, execu
     >>> spark.version.split(".")[0], spark.conf.get("spark.driver.bindAddress")
     ('4', '127.0.0.1')
     """
-    from sparkvision.spark_session import SparkSettings, build_session
 
     sized = {} if driver_memory is None else {"driver_memory": driver_memory}
     return build_session(SparkSettings(master=master, executor_memory=executor_memory, **sized,
@@ -42,7 +57,6 @@ def session(master: str = "local[*]", *, driver_memory: str | None = None, execu
 
 
 def _work_dir(work_dir: str | os.PathLike | None) -> str:
-    from sparkvision.job import default_work_dir
 
     return str(work_dir) if work_dir else default_work_dir()
 
@@ -51,12 +65,10 @@ def load_cifar10(spark, path_or_auto: str | os.PathLike = "auto", *, dataset: st
                  work_dir: str | os.PathLike | None = None, progress: bool = True):
     """The image table of a CIFAR release (folder, archive, or ``"auto"`` to download): an
     ``ImageTable`` with ``.df`` (one row per image) and ``.info`` (class names, counts)."""
-    from sparkvision.job import ingest, locate_data
 
     wd = _work_dir(work_dir)
     source = locate_data(str(path_or_auto), wd, dataset=dataset, progress=progress)
     if not hasattr(source, "release"):
-        from sparkvision.errors import DataNotFoundError
 
         raise DataNotFoundError(f"{path_or_auto}: no CIFAR release here; for class folders use load_folder.")
     return ingest(spark, source, wd, progress=progress)
@@ -66,29 +78,15 @@ def load_folder(spark, path: str | os.PathLike, *, image_size: int = 32, strict:
                 work_dir: str | os.PathLike | None = None, progress: bool = True):
     """The image table of a class-folder tree (``ROOT/<class>/<file>``); unreadable files are
     listed in ``.skipped`` (or raise with ``strict``)."""
-    from sparkvision.datasets.folder import locate_folder
-    from sparkvision.job import ingest
 
     wd = _work_dir(work_dir)
     return ingest(spark, locate_folder(path, image_size), wd, strict=strict, progress=progress)
-
-
-def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image_size: int = 32) -> Path:
-    """Save a fitted PipelineModel where ``sparkvision predict`` and :func:`load_model` find it."""
-    from sparkvision.predict import LABELS_FILE
-    from sparkvision.stage_io import save_pipeline_model
-
-    path = Path(path)
-    save_pipeline_model(model, str(path))
-    (path / LABELS_FILE).write_text(json.dumps({"class_names": list(class_names), "image_size": image_size}))
-    return path
 
 
 def load_model(path: str | os.PathLike) -> tuple[Any, list[str]]:
     """(PipelineModel, class names) from a run's ``--out`` folder or a saved model folder."""
     from pyspark.ml import PipelineModel
 
-    from sparkvision.predict import find_model
 
     model_path, class_names, _ = find_model(path)
     return PipelineModel.load(str(model_path)), class_names

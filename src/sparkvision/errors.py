@@ -6,6 +6,9 @@ exit code says which kind it was.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 
 class SparkVisionError(Exception):
     """Base class: a failure the user can act on. ``str(err)`` says what is wrong and what to do."""
@@ -66,6 +69,21 @@ def decode_task_error(exc: BaseException) -> SparkVisionError | None:
     if not match:
         return None
     return _KINDS.get(match.group(1), BadDataError)(match.group(2))
+
+
+@contextlib.contextmanager
+def task_errors() -> Iterator[None]:
+    """Re-raise a project error that a Spark task raised (it comes back wrapped in a Java exception)
+    as itself, so the user reads its message rather than the job's trace."""
+    try:
+        yield
+    except SparkVisionError:
+        raise
+    except Exception as exc:
+        err = decode_task_error(exc)
+        if err is not None:
+            raise err from None
+        raise
 
 
 def failure_summary(exc: BaseException) -> str:

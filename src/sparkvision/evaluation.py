@@ -31,7 +31,8 @@ def metrics_from_confusion(cm: np.ndarray, class_names: Sequence[str]) -> dict[s
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    present = support > 0  # macro F1 over the classes that occur, as MLlib's evaluator does
+    # macro F1: the unweighted mean over the classes that occur (MLlib's "f1" is weighted, not this)
+    present = support > 0
     return {
         "accuracy": float(tp.sum() / total) if total else 0.0,
         "f1_macro": float(f1[present].mean()) if present.any() else 0.0,

@@ -1,0 +1,229 @@
+"""From what the user names (``--data``) to an image table: locate the source, check it in the
+driver, and read it into the table inside Spark tasks (written once per set of inputs, then
+reused). Then the train/test split every model is fitted and evaluated on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from sparkvision.data.download import download, extract_archive
+from sparkvision.data.sources.cifar import HOW_TO_PASS, RELEASES, CIFAR10, CifarRelease, CifarSource, \
+    binary_layout, python_layout, read_batches
+from sparkvision.data.sources.folder import FolderSource, hidden_name, locate_folder, read_images
+from sparkvision.data.table import ImageTable, TableInfo, reuse_table, table_path, write_table
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
+
+
+def locate_cifar(data: str | os.PathLike, cache_dir: str | os.PathLike, release: CifarRelease = CIFAR10,
+           *, progress: bool = True) -> CifarSource:
+    """Find the release at ``data`` and check it; ``"auto"`` downloads it into ``cache_dir``.
+
+    ``data`` may be the python or binary batches folder, a folder holding one of them or the
+    archive, or the archive itself (extracted once into ``cache_dir``). Raises
+    :class:`DataNotFoundError` when nothing usable is there, naming what is missing.
+    """
+    cache = Path(cache_dir)
+    if str(data) == "auto":
+        data = download(release, cache / "downloads", progress=progress)
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DataNotFoundError(f"{path}: no such file or folder. {HOW_TO_PASS}")
+    if path.is_file():
+        if path.name.endswith((".tar.gz", ".tgz")):
+            return python_layout(extract_archive(path, cache / "extracted", release), release)
+        raise DataNotFoundError(f"{path}: a file, but not a .tar.gz archive. {HOW_TO_PASS}")
+    for candidate, layout in ((path, None), (path / release.base_folder, "python"), (path / release.bin_folder, "binary")):
+        if not candidate.is_dir():
+            continue
+        names = set(os.listdir(candidate))
+        if layout in (None, "python") and names & set(release.train_list + release.test_list):
+            return python_layout(candidate, release)
+        if layout in (None, "binary") and names & {f"{n}.bin" for n in release.train_list + release.test_list}:
+            return binary_layout(candidate, release)
+    if (path / release.filename).is_file():
+        return python_layout(extract_archive(path / release.filename, cache / "extracted", release), release)
+    other = next((r for r in RELEASES.values() if r.base_folder != release.base_folder and any(
+        (path / n).exists() for n in (r.base_folder, r.bin_folder, r.filename, r.train_list[0], r.train_list[0] + ".bin"))),
+        None)
+    hint = f" It holds the {other.name} release: pass --dataset {other.name}." if other else ""
+    raise DataNotFoundError(
+        f"{path}: no {release.name} batches found (looked for {release.base_folder}/, {release.bin_folder}/, "
+        f"{release.filename} or the batch files themselves).{hint} {HOW_TO_PASS}"
+    )
+
+
+def ingest_cifar(spark: SparkSession, source, work_dir: str | os.PathLike, *,
+                 progress: bool = True) -> ImageTable:
+    """The image table for a located CIFAR release: reused when its inputs are unchanged."""
+
+    fp = source.fingerprint()
+    path = table_path(work_dir, source.release.name, fp)
+    if (existing := reuse_table(spark, path, progress)) is not None:
+        return existing
+    if progress:
+        print(f"  reading {len(source.files)} batch files from {source.root} in Spark tasks", file=sys.stderr)
+    info = TableInfo(dataset=source.release.name, fingerprint=fp, class_names=source.label_names,
+                     num_images=-1, has_test=source.has_test, source=source.root)
+    table = write_table(spark, read_batches(spark, source), path, info)
+    table.reused = False
+    return table
+
+
+
+OPEN_COST = 8192  # bytes a small file counts for when Spark packs files into tasks
+
+
+
+@contextmanager
+def small_file_tasks(spark: SparkSession, num_files: int, num_bytes: int, num_paths: int = 1) -> Iterator[None]:
+    """Spark settings for reading many small files: a few tasks of thousands of files each.
+
+    Each file counts for its size plus 8 KB, not Spark's default 4 MB "open cost" (which gives a
+    task per few dozen files: the main cost of Spark's own image source). Tasks are sized so there
+    are two per core: three equal tasks on two cores would leave one core idle for a third of
+    the time. ``num_paths`` folders (class folders, read one by one) are listed in the driver, not
+    by a Spark job of their own as Spark does past 32. The settings are restored afterwards.
+    """
+    keys = ("spark.sql.files.openCostInBytes", "spark.sql.files.maxPartitionBytes",
+            "spark.sql.sources.parallelPartitionDiscovery.threshold")
+    old = {k: spark.conf.get(k) for k in keys}
+    tasks = 2 * spark.sparkContext.defaultParallelism
+    per_task = -(-(num_bytes + num_files * OPEN_COST) // tasks)
+    spark.conf.set(keys[0], str(OPEN_COST))
+    if num_bytes:  # unknown sizes (0): keep Spark's own partition size
+        spark.conf.set(keys[1], str(per_task))
+    if num_paths > int(old[keys[2]]):  # many class folders: listed here, not by a Spark job of their own
+        spark.conf.set(keys[2], str(num_paths))
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            spark.conf.set(k, v)
+
+
+
+def ingest_folder(spark: SparkSession, source, work_dir: str | os.PathLike, *, strict: bool = False,
+                  progress: bool = True) -> ImageTable:
+    """The image table for a class-folder tree: decoded in tasks, bad files skipped and listed.
+
+    With ``strict``, any unreadable file is an error naming it, and no table is written.
+    """
+
+    if strict and source.skipped:  # found by the listing: no need to start reading
+        (first, why), n = source.skipped[0], len(source.skipped)
+        raise BadDataError(f"{first}: cannot be read as an image ({why}); {n} such file(s) under {source.root}. "
+                           "Remove or fix them, or run without --strict to skip and list them.")
+    fp = source.fingerprint()
+    path = table_path(work_dir, "folder", fp)
+    if (existing := reuse_table(spark, path, progress)) is not None:
+        return existing
+    if progress:
+        print(f"  decoding {source.num_files:,} image files under {source.root} in Spark tasks", file=sys.stderr)
+    info = TableInfo(dataset="folder", fingerprint=fp, class_names=source.class_names, num_images=-1,
+                     has_test=source.has_test, source=source.root, height=source.size, width=source.size)
+    # The root, or its class folders when files lie beside them (locate_folder says which)
+    paths = list(source.paths) or [source.root]
+    with small_file_tasks(spark, source.num_files, source.num_bytes, len(paths)):
+        table = write_table(spark, read_images(spark, paths, source), path, info, strict=strict,
+                            skipped_before=source.skipped)
+    if table.info.num_images == 0:
+        shutil.rmtree(path, ignore_errors=True)  # a table of nothing is no table
+        first = table.skipped[0]
+        raise BadDataError(f"{source.root}: none of the {source.num_files} image files could be read "
+                           f"(first: {first['path']}: {first['reason']}).")
+    table.reused = False
+    return table
+
+
+def looks_like_cifar(path: Path, dataset: str = "cifar10") -> bool:
+    """Whether the folder (or file) ``path`` is a CIFAR release rather than a tree of class folders.
+
+    A release is told by what only a release holds: its folders (``cifar-10-batches-py/`` …) as
+    folders, its archive and first batch file as files. CIFAR-100's python batches are named
+    ``train`` and ``test``, as are the folders of the class-folder layout ``{train,test}/<class>/``:
+    so ``train`` counts only as a file, and beside class folders only with ``--dataset cifar100``
+    (or ``cifar100-coarse``).
+    """
+
+    if path.is_file():
+        return True
+    releases = RELEASES.values()
+    if any((path / n).is_dir() for r in releases for n in (r.base_folder, r.bin_folder)):
+        return True
+    batches = [n for r in releases for n in (r.filename, r.train_list[0], r.train_list[0] + ".bin")
+               if (path / n).is_file()]
+    if not batches:
+        return False
+    if set(batches) != {"train"} or RELEASES[dataset].train_list == ("train",):
+        return True
+    # Only a file named train, and --dataset cifar10: CIFAR-100's batches, or a file beside class folders?
+    return not any(e.is_dir() and not hidden_name(e.name) for e in os.scandir(path))
+
+
+
+def check_work_dir(work_dir: str) -> None:
+    """A --work-dir that cannot hold tables is a ConfigError now, before any work (not a traceback later)."""
+    path = Path(work_dir).expanduser()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--work-dir {work_dir}: {existing} is a file, not a folder; choose another work folder "
+                          "(it keeps the image tables and downloads between runs).")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--work-dir {work_dir}: cannot write in {existing} (permission denied); choose another "
+                          "work folder.")
+
+
+
+def locate_data(data: str, work_dir: str, *, dataset: str = "cifar10", image_size: int = 32,
+                progress: bool = True):
+    """The source at ``data``: a CIFAR release (folder, archive, or ``auto``) or a class-folder tree.
+
+    ``dataset`` names the CIFAR release (cifar10, cifar100 or cifar100-coarse); a folder of
+    class folders is recognised by having none of a release's files.
+    """
+
+    if dataset not in RELEASES:
+        raise ConfigError(f"--dataset {dataset!r}: choose one of {', '.join(RELEASES)}.")
+    if not str(data).strip():
+        raise ConfigError("--data is empty: pass a folder of class folders, a CIFAR release folder or archive, "
+                          "or auto to download CIFAR-10.")
+    check_work_dir(work_dir)
+    path = Path(data).expanduser()
+    if data != "auto" and path.is_dir() and not looks_like_cifar(path, dataset):
+        return locate_folder(path, image_size)
+    return locate_cifar(data, Path(work_dir), RELEASES[dataset], progress=progress)
+
+
+
+def ingest(spark, source, work_dir: str, *, strict: bool = False, progress: bool = True):
+    """The image table of a located source (written once, then reused)."""
+
+    if isinstance(source, FolderSource):
+        return ingest_folder(spark, source, work_dir, strict=strict, progress=progress)
+    return ingest_cifar(spark, source, work_dir, progress=progress)
+
+
+
+def split_table(df, has_test: bool, test_fraction: float, seed: int):
+    """(train, test): the source's own test split when it has one, else a seeded random hold-out.
+
+    The hold-out is drawn by hashing each image's stable ``id`` with ``seed``: the same images
+    are held out whatever the partitioning, on one core or a cluster, and no sort is needed
+    (``randomSplit`` sorts every partition by all columns, image bytes included, to be
+    repeatable).
+    """
+    if has_test:
+        return df.filter(F.col("split") == "train"), df.filter(F.col("split") == "test")
+    # xxhash64 is uniform over its 64 bits; a bucket in [0, 10000) gives 0.01 % granularity.
+    bucket = F.pmod(F.xxhash64(F.col("id"), F.lit(seed)), F.lit(10_000))
+    held_out = bucket < F.lit(int(round(test_fraction * 10_000)))
+    return df.filter(~held_out), df.filter(held_out)

@@ -1,0 +1,326 @@
+"""Training the network: the function every TorchDistributor process runs, in plain PyTorch.
+
+:func:`train` is what ``torchrun`` starts in each process (one process is rank 0 of a world of
+one). It reads its own shard of the training rows from the Parquet files the driver wrote
+(``label``, ``data``: RGB bytes), trains with airbench's recipe (see ``network.py`` and
+:class:`TrainSettings`), keeps a checkpoint of every finished epoch, and returns only small
+results: the training curve and timings. Rank 0 writes the final weights as safetensors.
+
+More than one process trains data-parallel (``DistributedDataParallel``; gloo on CPUs, nccl on
+GPUs). Every rank takes the same number of steps per epoch, so no rank waits at a collective
+for one that has run out of rows.
+
+A run killed between epochs and started again with the same settings and checkpoint folder
+resumes after the last finished epoch: the augmentation and the batch order of an epoch depend
+only on the seed, the epoch and the rank, so the resumed run sees what the first would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparkvision.runtime.fs import atomic_output
+
+CHECKPOINT_FILE = "last-epoch.pt"
+WEIGHTS_FILE = "weights.safetensors"
+LOOKAHEAD_EVERY = 5        # steps between weight-averaging updates (airbench)
+WHITEN_SAMPLE = 5000       # training images whose 2×2 patches set the whitening filters
+
+
+@dataclass
+class TrainSettings:
+    """Everything that decides what training computes. Defaults: airbench's, tuned for 2 CPU cores."""
+
+    epochs: float = 10.0               # passes over the training rows (fractions allowed)
+    widths: tuple[int, int, int] = (64, 256, 256)  # channels of the three conv groups
+    batch_size: int = 1024             # images per step, all processes together
+    lr: float = 11.5                   # per 1024 images, before the momentum scaling below (airbench's units)
+    momentum: float = 0.85             # Nesterov
+    weight_decay: float = 0.0153       # airbench's units: scaled by batch size / (1024 × 1/(1-momentum))
+    bias_scaler: float = 64.0          # BatchNorm biases learn this many times faster
+    label_smoothing: float = 0.2
+    whiten_bias_epochs: float = 3.0    # the whitening conv's bias learns for this many epochs, then stops
+    translate: int = 2                 # pixels of random translation (0: none)
+    flip: bool = True                  # alternating horizontal flips
+    tta: bool = True                   # test-time augmentation at prediction (mirror + 1-pixel shifts)
+    precision: str = "float32"         # float32 or bfloat16 (autocast), resolved from "auto" by the driver
+    num_classes: int = 10
+    seed: int = 42
+    threads: int = 1                   # torch threads per process
+    device: str = "cpu"                # cpu or cuda
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as plain JSON values."""
+        return {**asdict(self), "widths": list(self.widths)}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> "TrainSettings":
+        """The inverse of :meth:`to_json`."""
+        return cls(**{**values, "widths": tuple(int(w) for w in values["widths"])})
+
+
+@dataclass
+class TrainJob:
+    """Where a training run reads and writes; passed to every process."""
+
+    shard_files: list[str]             # Parquet files (label, data), one per process
+    image_shape: tuple[int, int, int]  # height, width, channels of every row
+    checkpoint_dir: str                # per-epoch checkpoints (kept between runs of the same settings)
+    weights_path: str                  # where rank 0 writes the final weights (safetensors)
+    settings: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# The shard
+
+
+def read_shard(path: str, image_shape: tuple[int, int, int]):
+    """(images (N, H, W, C) uint8 tensor, labels (N,) int64 tensor) from one Parquet file."""
+    import pyarrow.parquet as pq
+    import torch
+
+    table = pq.read_table(path, columns=["label", "data"])
+    labels = torch.from_numpy(table.column("label").to_numpy().astype(np.int64))
+    data = table.column("data").combine_chunks()
+    size = int(np.prod(image_shape))
+    # A binary column's values lie end to end in one buffer: take it as (N, size) without a copy per row.
+    offsets = np.frombuffer(data.buffers()[1], dtype=np.int32, count=len(data) + 1, offset=data.offset * 4)
+    values = np.frombuffer(data.buffers()[2], dtype=np.uint8)
+    if len(data) and (np.diff(offsets) != size).any():
+        raise ValueError(f"{path}: every image must be {size} bytes ({image_shape}); the table has other sizes")
+    pixels = values[offsets[0]:offsets[0] + len(data) * size].reshape(len(data), *image_shape)
+    return torch.from_numpy(pixels.copy()), labels
+
+
+def shard_rows(path: str) -> int:
+    """Rows in a Parquet file, from its footer alone."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipe's pieces
+
+
+def lr_factor(step: int, total: int) -> float:
+    """airbench's triangle: from 0.2 up to 1 at 23 % of the steps, then down to 0.07 at the end."""
+    peak = 0.23 * total
+    if step < peak:
+        return 0.2 + 0.8 * step / max(peak, 1)
+    return 1.0 + (0.07 - 1.0) * (step - peak) / max(total - peak, 1)
+
+
+def lookahead_decay(step: int, total: int) -> float:
+    """Weight of the running average against the current weights at ``step`` (airbench's cubic ramp)."""
+    return 0.95 ** 5 * (step / max(total, 1)) ** 3
+
+
+def precision_dtype(precision: str):
+    """The torch dtype of ``float32`` or ``bfloat16``."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
+
+
+def build_optimizer(net, s: TrainSettings, per_step_images: int):
+    """Nesterov SGD in three groups: weights, BatchNorm biases (higher rate) and the whitening
+    bias (its own group, so its rate can drop to 0 after ``whiten_bias_epochs`` without changing
+    which parameters need gradients, which DDP fixes at construction)."""
+    import torch
+
+    kilostep_scale = 1024 * (1 + 1 / (1 - s.momentum))
+    lr = s.lr / kilostep_scale
+    wd = s.weight_decay * per_step_images / kilostep_scale
+    lr_biases = lr * s.bias_scaler
+    named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
+    norm_biases = [p for k, p in named if "norm" in k]
+    whiten_bias = [p for k, p in named if k.endswith("whiten.bias")]
+    other = [p for k, p in named if "norm" not in k and not k.endswith("whiten.bias")]
+    groups = [dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases, base_lr=lr_biases),
+              dict(params=other, lr=lr, weight_decay=wd / lr, base_lr=lr),
+              dict(params=whiten_bias, lr=lr, weight_decay=wd / lr, base_lr=lr)]
+    return torch.optim.SGD(groups, momentum=s.momentum, nesterov=True)
+
+
+class Lookahead:
+    """A running average of the weights that the network is pulled back to every few steps."""
+
+    def __init__(self, net) -> None:
+        self.average = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def update(self, net, decay: float) -> None:
+        import torch
+
+        for (name, averaged), current in zip(self.average.items(), net.state_dict().values()):
+            if current.dtype in (torch.float32, torch.float16, torch.bfloat16):
+                averaged.lerp_(current, 1 - decay)
+                current.copy_(averaged)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stdout, flush=True)
+
+
+def _eta(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training function
+
+
+def train(job_json: str) -> dict[str, Any]:
+    """Train on this process's shard; return the curve and timings (rank 0's; other ranks return
+    ``{}``). ``job_json``: a :class:`TrainJob` as JSON (plain values travel through torchrun)."""
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    from sparkvision.models.cnn.network import Network, flip_mask, normalise, translate
+
+    started = time.perf_counter()
+    job = TrainJob(**json.loads(job_json))
+    s = TrainSettings.from_json(job.settings)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    distributed = world > 1
+    use_cuda = s.device == "cuda"
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if not use_cuda:
+        torch.set_num_threads(max(1, s.threads))
+    if distributed:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    try:
+        if len(job.shard_files) != world:
+            raise ValueError(f"{len(job.shard_files)} shard files for {world} processes")
+        # Every rank steps as often as the smallest shard allows, so collectives never wait on a rank that is done.
+        smallest = min(shard_rows(f) for f in job.shard_files)
+        per_rank_batch = max(1, s.batch_size // world)
+        steps_per_epoch = smallest // per_rank_batch
+        if steps_per_epoch < 1:
+            raise ValueError(f"a batch of {per_rank_batch} images per process needs at least that many training "
+                             f"rows per process; the smallest shard has {smallest}. Lower batchSize.")
+        total_steps = math.ceil(steps_per_epoch * s.epochs)
+        epochs = math.ceil(total_steps / steps_per_epoch)
+
+        images_u8, labels = read_shard(job.shard_files[rank], tuple(job.image_shape))
+        images = normalise(images_u8)
+        del images_u8
+        read_s = time.perf_counter() - started
+        torch.manual_seed(s.seed)
+        net = Network(s.widths, s.num_classes)
+        net.init_whitening(images[:WHITEN_SAMPLE])
+        net = net.to(device).to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(net, s, per_rank_batch * world)
+        lookahead = Lookahead(net)
+        ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
+        curve: list[dict[str, Any]] = []
+        first_epoch = 0
+        if ckpt_path.is_file():
+            state = torch.load(ckpt_path, map_location=device, weights_only=True)
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            lookahead.average = state["lookahead"]
+            first_epoch, curve = int(state["epoch"]), json.loads(state["curve"])
+            if rank == 0 and job.progress:
+                _say(f"  resuming from {ckpt_path} after epoch {first_epoch}/{epochs}")
+        model = net
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(net, device_ids=[local_rank] if use_cuda else None)
+        dtype = precision_dtype(s.precision)
+        autocast_device = "cuda" if use_cuda else "cpu"
+        whiten_bias_steps = math.ceil(s.whiten_bias_epochs * steps_per_epoch)
+        step = first_epoch * steps_per_epoch
+        train_s = 0.0
+        for epoch in range(first_epoch, epochs):
+            t0 = time.perf_counter()
+            model.train()
+            g = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch * 101 + rank)
+            order = torch.randperm(len(images), generator=g)
+            epoch_images = images
+            if s.flip:
+                mirror = flip_mask(len(images), epoch, s.seed * 7919 + rank)
+                epoch_images = torch.where(mirror.view(-1, 1, 1, 1), images.flip(-1), images)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for b in range(steps_per_epoch):
+                if step >= total_steps:
+                    break
+                idx = order[b * per_rank_batch:(b + 1) * per_rank_batch]
+                x = translate(epoch_images[idx], s.translate, g).contiguous(memory_format=torch.channels_last)
+                y = labels[idx]
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                factor = lr_factor(step, total_steps)
+                for group_index, group in enumerate(optimizer.param_groups):
+                    off = group_index == 2 and step >= whiten_bias_steps
+                    group["lr"] = 0.0 if off else group["base_lr"] * factor
+                with torch.autocast(autocast_device, dtype=dtype, enabled=dtype != torch.float32):
+                    out = model(x)
+                loss = F.cross_entropy(out.float(), y, label_smoothing=s.label_smoothing, reduction="none").sum()
+                optimizer.zero_grad(set_to_none=True)
+                # The recipe's rates are for the loss summed over the whole batch; DDP averages the
+                # processes' gradients, which would divide that sum (and the step) by their number.
+                (loss * world if distributed else loss).backward()
+                optimizer.step()
+                step += 1
+                if step % LOOKAHEAD_EVERY == 0:
+                    lookahead.update(net, lookahead_decay(step, total_steps))
+                loss_sum += float(loss.detach())
+                correct += int((out.detach().argmax(1) == y).sum())
+                seen += len(y)
+            if step >= total_steps:
+                if step % LOOKAHEAD_EVERY:  # the steps since the last update count too (a short run may have no other)
+                    lookahead.update(net, lookahead_decay(step, total_steps))
+                lookahead.update(net, 1.0)  # the last weights are the average's
+            seconds = time.perf_counter() - t0
+            train_s += seconds
+            point = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                     "seconds": round(seconds, 3), "images_per_s": round(seen * world / seconds, 1)}
+            curve.append(point)
+            if rank == 0:
+                Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+                _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "lookahead": lookahead.average, "epoch": epoch + 1,
+                                    "curve": json.dumps(curve)}, ckpt_path)
+                if job.progress:
+                    left = (epochs - epoch - 1) * seconds
+                    _say(f"  epoch {epoch + 1}/{epochs}  loss {point['loss']:.3f}  train accuracy "
+                         f"{point['train_accuracy']:.1%}  {point['images_per_s']:,.0f} images/s  ETA {_eta(left)}")
+            if distributed:
+                dist.barrier()  # no rank starts the next epoch before the checkpoint is written
+        if rank != 0:
+            return {}
+        from safetensors.torch import save_file
+
+        weights = Path(job.weights_path)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(weights) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        return {"curve": curve, "read_seconds": round(read_s, 3), "train_seconds": round(train_s, 3),
+                "steps": step, "steps_per_epoch": steps_per_epoch, "epochs_run": epochs,
+                "resumed_after_epoch": first_epoch, "world_size": world, "threads": s.threads,
+                "images_per_process": len(images)}
+    finally:
+        if distributed:
+            dist.destroy_process_group()

@@ -1,0 +1,45 @@
+"""The labels file beside every saved model: its class names and the image size it was trained on.
+
+No pyspark here: ``sparkvision predict`` reads it to choose an engine before any JVM starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from sparkvision.defaults import MAX_IMAGE_SIZE
+from sparkvision.errors import BadDataError
+from sparkvision.runtime.fs import write_atomic
+
+LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel's metadata/ and stages/
+
+
+def write_labels(model_path: str | Path, class_names: Sequence[str], image_size: int) -> Path:
+    """Write ``model_path/sparkvision-labels.json``; return its path."""
+    path = Path(model_path) / LABELS_FILE
+    write_atomic(path, json.dumps({"class_names": list(class_names), "image_size": image_size}).encode())
+    return path
+
+
+def read_labels(labels: Path) -> tuple[list[str], int]:
+    """(class names, image size) from a model's labels file; BadDataError naming it when it is not one."""
+    fix = "It is written by `sparkvision run` beside the model; train again, or copy the model folder again."
+    try:
+        meta = json.loads(labels.read_text(encoding="utf-8"))
+        names, size = meta["class_names"], meta.get("image_size", 32)
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, not UTF-8, or not what run_job writes
+        raise BadDataError(f"{labels}: not a readable class list ({type(exc).__name__}: {exc}). {fix}") from None
+    except OSError as exc:
+        raise BadDataError(f"{labels}: cannot be read ({exc.strerror or exc}). {fix}") from None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        raise BadDataError(f"{labels}: not a readable class list (class_names must be a list of names, found "
+                           f"{json.dumps(names)[:80]}). {fix}")
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise BadDataError(f"{labels}: not a readable class list (class {', '.join(twice)} named twice). {fix}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise BadDataError(f"{labels}: not a readable class list (image_size must be a whole number of pixels "
+                           f"from 1 to {MAX_IMAGE_SIZE}, found {json.dumps(size)[:40]}). {fix}")
+    return names, size
