@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV) ..."; $(PYTHON) -m venv $(VENV); }
 	@echo "installing sparkvision and its dependencies into $(VENV) ..."
 	@$(PY) -m pip install --quiet --upgrade pip
-	@# torch==2.13.0 exactly (the torch extra): the CPU build pip finds here, about 1 GB.
-	@$(PY) -m pip install --quiet -e '.[test,torch]' 'torch==2.13.0'
+	@# torch==2.13.0 exactly (the torch extra): the CPU build pip finds here, about 1 GB. connect: the Spark Connect client.
+	@$(PY) -m pip install --quiet -e '.[test,torch,connect]' 'torch==2.13.0'
 	@touch $(STAMP)
 
 setup: $(STAMP)

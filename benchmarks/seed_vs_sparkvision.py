@@ -11,8 +11,15 @@ other, so all pay their own start-up and share the machine's state:
 2. ``sparkvision run`` cold: a fresh work directory, so ingestion into the image table is paid.
 3. ``sparkvision run`` warm: the same work directory again, so the table is reused (a second
    ``make run``).
-4. scikit-learn's RandomForestClassifier, same parameters (10 trees, depth 5) on the same
+4. ``sparkvision run --remote local``, first: no Connect server runs, so this run starts
+   sparkvision's resident one (``sparkvision server``), then ingests into a fresh work directory.
+5. ``sparkvision run --remote local`` again, warm: the server is up and the table written; the
+   client process (Python start, imports, the Connect session) is all this run pays besides its work.
+6. scikit-learn's RandomForestClassifier, same parameters (10 trees, depth 5) on the same
    features (Pillow-exact gray / 255) and an 80/20 split: the single-machine reference.
+
+The Connect server gets a cache folder and a port of its own (``XDG_CACHE_HOME``,
+``SPARKVISION_CONNECT_PORT``), and is stopped at the end.
 
 Printed: each phase, each accuracy, and the wall-time ratios. Wall times are of the whole child
 process, Python and JVM start included. Both Spark contenders run with the UI off.
@@ -24,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,11 +43,19 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
 
-def _child(argv: list[str]) -> float:
+def _child(argv: list[str], env: dict | None = None) -> float:
     """Run a child process to completion; its wall time in seconds (it fails loudly)."""
     t = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     return time.perf_counter() - t
+
+
+def _cpu_model() -> str:
+    """The CPU's model name, as lscpu reports it (every benchmark record names it)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
 
 
 def run_seed(data: Path, tmp: Path) -> dict:
@@ -49,9 +65,11 @@ def run_seed(data: Path, tmp: Path) -> dict:
     return {"wall": wall, "accuracy": result["accuracy"], "seconds": result["seconds"]}
 
 
-def run_sparkvision(data: Path, work: Path, out: Path) -> dict:
+def run_sparkvision(data: Path, work: Path, out: Path, *extra: str, env: dict | None = None) -> dict:
+    # The UI off for the classic runs; sparkvision's Connect server starts with it off (a client cannot change it).
+    ui = [] if "--remote" in extra else ["--conf", "spark.ui.enabled=false"]
     wall = _child([PY, "-m", "sparkvision", "run", "--data", str(data), "--work-dir", str(work),
-                   "--out", str(out), "--conf", "spark.ui.enabled=false", "--quiet"])
+                   "--out", str(out), *ui, "--quiet", *extra], env=env)
     metrics = json.loads((out / "metrics.json").read_text())
     return {"wall": wall, "accuracy": metrics["accuracy"], "seconds": metrics["seconds"]}
 
@@ -96,6 +114,20 @@ def main(argv: list[str] | None = None) -> dict:
         results["sparkvision cold"] = run_sparkvision(args.data, tmp / "work", tmp / "out1")
         print("running sparkvision (warm: table reused) ...", file=sys.stderr, flush=True)
         results["sparkvision warm"] = run_sparkvision(args.data, tmp / "work", tmp / "out2")
+        with socket.socket() as s:  # a free port for this run's own Connect server
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        connect_env = {"XDG_CACHE_HOME": str(tmp / "cache"), "SPARKVISION_CONNECT_PORT": str(port)}
+        try:
+            print("running sparkvision over Connect (first: starts the server, ingests) ...", file=sys.stderr, flush=True)
+            results["connect first"] = run_sparkvision(args.data, tmp / "work-connect", tmp / "out3", "--remote", "local",
+                                                       env=connect_env)
+            print("running sparkvision over Connect (warm server, table reused) ...", file=sys.stderr, flush=True)
+            results["connect warm"] = run_sparkvision(args.data, tmp / "work-connect", tmp / "out4", "--remote", "local",
+                                                      env=connect_env)
+        finally:
+            subprocess.run([PY, "-m", "sparkvision", "server", "stop"], env={**os.environ, **connect_env},
+                           stdout=subprocess.DEVNULL)
         print("running scikit-learn ...", file=sys.stderr, flush=True)
         results["scikit-learn"] = run_sklearn(args.data)
 
@@ -103,16 +135,20 @@ def main(argv: list[str] | None = None) -> dict:
     for name, r in results.items():
         phases = "  ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())
         print(f"{name:<18} {r['wall']:7.1f} {r['accuracy']:9.2%}   {phases}")
-    seed, cold, warm, skl = (results[k]["wall"] for k in results)
+    seed, cold, warm, first, connected, skl = (results[k]["wall"] for k in results)
     ratios = {"seed / sparkvision cold": seed / cold, "seed / sparkvision warm": seed / warm,
+              "seed / connect warm": seed / connected, "connect first / sparkvision cold": first / cold,
               "sparkvision cold / scikit-learn": cold / skl, "sparkvision warm / scikit-learn": warm / skl}
     print()
     for k, v in ratios.items():
         print(f"{k:<34} {v:5.2f}x")
     print(f"accuracy gap (sparkvision cold - seed): "
           f"{(results['sparkvision cold']['accuracy'] - results['seed baseline']['accuracy']) * 100:+.2f} points")
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine":
+    print(f"accuracy gap (connect warm - sparkvision cold): "
+          f"{(results['connect warm']['accuracy'] - results['sparkvision cold']['accuracy']) * 100:+.2f} points")
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": _cpu_model(), "machine":
               f"{platform.node()} {os.cpu_count()} cores {platform.machine()}", "results": results, "ratios": ratios}
+    print(f"cpu: {report['cpu']}, {os.cpu_count()} cores")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return report

@@ -63,7 +63,7 @@ from pyspark.sql.types import (ArrayType, BinaryType, DoubleType, IntegerType, S
                                StructType)
 
 from sparkvision.data.ingest import locate_cifar as locate
-from sparkvision.data.sources.cifar import CIFAR10, CifarSource, parse_python_batch, read_batches
+from sparkvision.data.sources.cifar import CIFAR10, CifarSource, parse_python_batch, planes_to_hwc, read_batches  # noqa: E402
 from sparkvision.data.ingest import ingest_cifar  # noqa: E402
 from sparkvision.features.kernels import rgb_to_gray  # noqa: E402
 from sparkvision.features.pixels import Grayscale, PixelVectorizer

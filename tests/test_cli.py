@@ -127,7 +127,7 @@ def test_check_java_passes_here():
 
 
 def test_java_options_in_the_environment_do_not_change_the_version_line(monkeypatch):
-    from sparkvision.runtime.session import java_version
+    from sparkvision.runtime.java import java_version
 
     plain = java_version()
     # The java launcher prints "NOTE: Picked up JDK_JAVA_OPTIONS: ..." before the version.

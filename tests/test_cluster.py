@@ -30,7 +30,7 @@ RUN_TIMEOUT = 420  # seconds: a run that cannot get executors waits forever; fai
 
 
 def _java_or_skip() -> None:
-    from sparkvision.runtime.session import java_version
+    from sparkvision.runtime.java import java_version
 
     try:
         java_version()

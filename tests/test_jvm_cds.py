@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from sparkvision.runtime import class_archive as jvm_cds
-from sparkvision.runtime.session import java_binary, java_version
+from sparkvision.runtime.java import java_binary, java_version
 
 SPARK = "4.3.0-test"
 

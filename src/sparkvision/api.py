@@ -37,10 +37,11 @@ __all__ = ["session", "load_cifar10", "load_folder", "save_model", "load_model"]
 
 def session(master: str = MASTER, *, driver_memory: str | None = None, executor_memory: str = EXECUTOR_MEMORY,
             memory_overhead: str = MEMORY_OVERHEAD, shuffle_partitions: int = SHUFFLE_PARTITIONS, app_name: str = APP_NAME,
-            show_progress: bool | None = None, conf: dict[str, str] | None = None):
+            show_progress: bool | None = None, conf: dict[str, str] | None = None, remote: str | None = None):
     """Start (or reuse) a SparkSession as ``sparkvision run`` does (local mode binds to 127.0.0.1);
     ``conf`` holds any other Spark settings, e.g. ``{"spark.ui.enabled": "false"}``. Without
     ``driver_memory``, it is sized from this machine (``sparkvision.runtime.memory.size_memory``).
+    ``remote`` (``sc://HOST:PORT``, or ``"local"`` for ``sparkvision server``) gives a Spark Connect session instead.
 
     Examples
     --------
@@ -53,7 +54,8 @@ def session(master: str = MASTER, *, driver_memory: str | None = None, executor_
     sized = {} if driver_memory is None else {"driver_memory": driver_memory}
     return build_session(SparkSettings(master=master, executor_memory=executor_memory, **sized,
                                        memory_overhead=memory_overhead, shuffle_partitions=shuffle_partitions,
-                                       app_name=app_name, conf=dict(conf or {})), show_progress=show_progress)
+                                       app_name=app_name, conf=dict(conf or {}), remote=remote),
+                         show_progress=show_progress)
 
 
 def _work_dir(work_dir: str | os.PathLike | None) -> str:

@@ -26,6 +26,11 @@ EXECUTOR_MEMORY = "4g"      # the assignment's; for executors on a cluster's wor
 MEMORY_OVERHEAD = "512m"    # the assignment's; off-heap room per executor, mostly its Python workers
 SHUFFLE_PARTITIONS = 100    # the assignment's; adaptive execution coalesces small shuffles
 APP_NAME = "sparkvision"
+ARROW_BATCH_ROWS = 2048     # rows per Arrow batch: a batch of patch features (8,000 values a row) stays ~130 MB
+# Spark 4.3's columnar input to Arrow UDFs cannot take vectors back from Python (a cached result
+# fails with UNSUPPORTED_DATATYPE): sessions turn it off, and PixelVectorizer then hands Spark vectors.
+COLUMNAR_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+CONNECT_PORT = 15002        # Spark Connect's own default port, for `sparkvision server start`
 
 # ── Inference ────────────────────────────────────────────────────────────────────────────────
 ENGINES = ("auto", "local", "spark")  # predict --engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -23,7 +24,7 @@ def _spark_settings(args: argparse.Namespace):
 
     return SparkSettings(master=args.master, driver_memory=args.driver_memory,
                          executor_memory=args.executor_memory, memory_overhead=args.memory_overhead,
-                         shuffle_partitions=args.shuffle_partitions, conf=dict(args.conf))
+                         shuffle_partitions=args.shuffle_partitions, conf=dict(args.conf), remote=args.remote)
 
 
 
@@ -89,7 +90,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # A wrong model folder, input, --top-k, --format or --out fails here, before any JVM starts.
     prepare_job(args.model_dir, args.inputs, args.top_k, args.out, args.format)
-    master_given = args.master is not None or any(k == "spark.master" for k, _ in args.conf)
+    master_given = (args.master is not None or args.remote is not None or bool(os.environ.get("SPARK_REMOTE"))
+                    or any(k == "spark.master" for k, _ in args.conf))
     engine, why = choose_engine(args.engine, args.model_dir, args.inputs, master_given=master_given)
     options = dict(top_k=args.top_k, out=args.out, fmt=args.format, progress=not args.quiet)
     if engine == "local":
@@ -115,9 +117,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """``sparkvision server start|stop|status``: the resident Spark Connect server on 127.0.0.1."""
+    from sparkvision.runtime import server
+    from sparkvision.runtime.memory import format_memory
+
+    if args.action == "start":
+        address, started = server.start(args.port, memory=args.driver_memory)
+        now = server.status()
+        print(f"{'started' if started else 'already running:'} Spark Connect server {address} (pid {now.pid}); "
+              f"use it with --remote local or --remote {address}; log: {now.log}")
+        return 0
+    if args.action == "stop":
+        was = server.stop()
+        print(f"stopped the Spark Connect server (pid {was.pid})" if was.running else "no Spark Connect server was running")
+        return 0
+    now = server.status()
+    if not now.running:
+        print("no Spark Connect server is running (start one with `sparkvision server start`)")
+        return 3
+    memory = format_memory(now.rss_bytes) if now.rss_bytes else "unknown"
+    print(f"running: {now.address} (pid {now.pid}), {memory} resident memory; log: {now.log}")
+    return 0
+
+
 def cmd_check_java(args: argparse.Namespace) -> int:
     """``sparkvision check-java``: one line saying which Java Spark will use."""
-    from sparkvision.runtime.session import java_version
+    from sparkvision.runtime.java import java_version
 
     major, line = java_version()
     print(f"Java {major} OK ({line})")

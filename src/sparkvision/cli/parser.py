@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sparkvision import __version__, defaults
-from sparkvision.cli.commands import cmd_check_java, cmd_experiment, cmd_predict, cmd_run
+from sparkvision.cli.commands import cmd_check_java, cmd_experiment, cmd_predict, cmd_run, cmd_server
 
 
 def _key_value(flag: str):
@@ -30,6 +30,10 @@ def _add_spark_options(parser: argparse.ArgumentParser) -> None:
                        help=f"default {s.shuffle_partitions}")
     group.add_argument("--conf", type=_key_value("--conf"), action="append", default=[], metavar="KEY=VALUE",
                        help="any other Spark setting; repeatable")
+    group.add_argument("--remote", default=None, metavar="sc://HOST:PORT",
+                       help="run on a Spark Connect server instead of starting Spark here; 'local' is sparkvision's "
+                            "own server on this machine (`sparkvision server`), started when needed "
+                            "(default $SPARK_REMOTE, else none)")
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     pred.set_defaults(master=None)  # None: not given, so --engine auto may stay local
     pred.add_argument("--quiet", action="store_true", help="no progress lines")
     pred.set_defaults(func=cmd_predict)
+
+    srv = sub.add_parser("server", help="a resident Spark Connect server on 127.0.0.1 that later runs reuse",
+                         description="Start, stop or look at sparkvision's own Spark Connect server on 127.0.0.1. "
+                                     "Runs given --remote local use it (and start it when it is not running): the JVM "
+                                     "starts once, not every run.")
+    srv.add_argument("action", choices=("start", "stop", "status"))
+    srv.add_argument("--port", type=int, default=None,
+                     help=f"start: the port to listen on, on 127.0.0.1 (default $SPARKVISION_CONNECT_PORT, else "
+                          f"{defaults.CONNECT_PORT})")
+    srv.add_argument("--driver-memory", default=None, help="start: the server's heap (default: sized from this machine)")
+    srv.set_defaults(func=cmd_server)
 
     java = sub.add_parser("check-java", help="check that a Java Spark can use (17 or 21) is installed")
     java.set_defaults(func=cmd_check_java)

@@ -21,6 +21,7 @@ from sparkvision.data.sources.cifar import HOW_TO_PASS, RELEASES, CIFAR10, Cifar
 from sparkvision.data.sources.folder import FolderSource, hidden_name, locate_folder, read_images
 from sparkvision.data.table import ImageTable, TableInfo, reuse_table, table_path, write_table
 from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
+from sparkvision.runtime.connect import parallelism
 
 
 def locate_cifar(data: str | os.PathLike, cache_dir: str | os.PathLike, release: CifarRelease = CIFAR10,
@@ -96,7 +97,7 @@ def small_file_tasks(spark: SparkSession, num_files: int, num_bytes: int, num_pa
     keys = ("spark.sql.files.openCostInBytes", "spark.sql.files.maxPartitionBytes",
             "spark.sql.sources.parallelPartitionDiscovery.threshold")
     old = {k: spark.conf.get(k) for k in keys}
-    tasks = 2 * spark.sparkContext.defaultParallelism
+    tasks = 2 * parallelism(spark)
     per_task = -(-(num_bytes + num_files * OPEN_COST) // tasks)
     spark.conf.set(keys[0], str(OPEN_COST))
     if num_bytes:  # unknown sizes (0): keep Spark's own partition size

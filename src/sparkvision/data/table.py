@@ -64,7 +64,8 @@ class ImageTable:
 
 def table_path(work_dir: str | os.PathLike, dataset: str, fingerprint: str) -> Path:
     """Where the table for these inputs lives under the work directory."""
-    return Path(work_dir) / "tables" / f"{dataset}-v{TABLE_VERSION}-{fingerprint}"
+    # Absolute: a Spark Connect server resolves a relative path against its own working folder.
+    return Path(work_dir).expanduser().absolute() / "tables" / f"{dataset}-v{TABLE_VERSION}-{fingerprint}"
 
 
 def read_table(spark: SparkSession, path: str | os.PathLike) -> ImageTable:

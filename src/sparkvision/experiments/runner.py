@@ -235,7 +235,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
 
 
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(out).absolute()  # a Spark Connect server resolves relative paths against its own folder
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; an experiment writes a folder. Choose a new folder, "
                           "or the one an earlier run of this experiment wrote, to resume it.")

@@ -23,9 +23,20 @@ from sparkvision.features.arrow_kernels import image_array
 from sparkvision.features.kernels import patch_features
 from sparkvision.defaults import CENTROIDS as DEFAULT_CENTROIDS
 from sparkvision.runtime.arrow import list_array
+from sparkvision.runtime.connect import is_connect
 from sparkvision.runtime.npy import from_npy, to_npy
 from sparkvision.runtime.stage_io import ArraysReadWrite, ParamsWritable
 
+
+
+class _Shared:
+    """A value shipped with a task's function, read as ``.value`` like a broadcast variable."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def unpersist(self) -> None:
+        """Nothing to free: the value went with the function."""
 
 
 class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
@@ -62,24 +73,24 @@ class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
                      maxIter=10, flipInvariant=True, power=0.5, imageHeight=32, imageWidth=32, imageChannels=3, seed=42)
 
     def _check(self) -> None:
-        g = self.getOrDefault
-        if g(self.k) < 2 or g(self.k) % 2:
-            raise ValueError(f"k must be an even number of centroids ≥ 2, not {g(self.k)}")
-        if g(self.encoder) not in ("triangle", "soft"):
-            raise ValueError(f"encoder must be 'triangle' or 'soft', not {g(self.encoder)!r}")
-        if not 0 < g(self.power) <= 1:
-            raise ValueError(f"power must be in (0, 1], not {g(self.power)}")
-        if g(self.dictionary) not in ("kmeans", "random"):
-            raise ValueError(f"dictionary must be 'kmeans' or 'random', not {g(self.dictionary)!r}")
+        param = self.getOrDefault
+        if param(self.k) < 2 or param(self.k) % 2:
+            raise ValueError(f"k must be an even number of centroids ≥ 2, not {param(self.k)}")
+        if param(self.encoder) not in ("triangle", "soft"):
+            raise ValueError(f"encoder must be 'triangle' or 'soft', not {param(self.encoder)!r}")
+        if not 0 < param(self.power) <= 1:
+            raise ValueError(f"power must be in (0, 1], not {param(self.power)}")
+        if param(self.dictionary) not in ("kmeans", "random"):
+            raise ValueError(f"dictionary must be 'kmeans' or 'random', not {param(self.dictionary)!r}")
         for name in ("patchSize", "stride", "poolingGrid", "numPatches", "maxIter", "imageHeight", "imageWidth",
                      "imageChannels"):
-            if g(self.getParam(name)) < (0 if name == "maxIter" else 1):
-                raise ValueError(f"{name} must be positive, not {g(self.getParam(name))}")
-        side = min(g(self.imageHeight), g(self.imageWidth))
-        if g(self.patchSize) > side:
-            raise ValueError(f"patchSize {g(self.patchSize)} is larger than the images ({side} pixels)")
-        if g(self.poolingGrid) > patch_math.window_positions(side, g(self.patchSize), g(self.stride)):
-            raise ValueError(f"poolingGrid {g(self.poolingGrid)} has more regions than there are windows")
+            if param(self.getParam(name)) < (0 if name == "maxIter" else 1):
+                raise ValueError(f"{name} must be positive, not {param(self.getParam(name))}")
+        side = min(param(self.imageHeight), param(self.imageWidth))
+        if param(self.patchSize) > side:
+            raise ValueError(f"patchSize {param(self.patchSize)} is larger than the images ({side} pixels)")
+        if param(self.poolingGrid) > patch_math.window_positions(side, param(self.patchSize), param(self.stride)):
+            raise ValueError(f"poolingGrid {param(self.poolingGrid)} has more regions than there are windows")
 
     def _shape(self) -> tuple[int, int, int]:
         return (self.getOrDefault(self.imageHeight), self.getOrDefault(self.imageWidth),
@@ -141,15 +152,15 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, ParamsWritab
 
     def _fit(self, dataset: DataFrame) -> "PatchFeaturesModel":
         self._check()
-        g = self.getOrDefault
-        shape, size, seed = self._shape(), g(self.patchSize), g(self.seed)
+        param = self.getOrDefault
+        shape, size, seed = self._shape(), param(self.patchSize), param(self.seed)
         order = patch_math.mirror_order(size, shape[2])
         total = dataset.count()
         if total == 0:
             raise ValueError("PatchFeatures cannot fit on an empty dataset")
         per_image = 8
-        fraction = min(1.0, g(self.numPatches) / (per_image * total))
-        column = g(self.inputCol)
+        fraction = min(1.0, param(self.numPatches) / (per_image * total))
+        column = param(self.inputCol)
 
         def sample(batches):  # runs in the tasks: a few random normalised patches per sampled image
             from pyspark import TaskContext
@@ -157,23 +168,23 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, ParamsWritab
             rng = np.random.default_rng([seed, TaskContext.get().partitionId()])
             for batch in batches:
                 images = image_array(batch.column(0), shape)
-                chosen = images[rng.random(len(images)) < fraction]
-                if not len(chosen):
+                sampled = images[rng.random(len(images)) < fraction]
+                if not len(sampled):
                     continue
-                n = len(chosen) * per_image
+                n = len(sampled) * per_image
                 ys = rng.integers(0, shape[0] - size + 1, n)
                 xs = rng.integers(0, shape[1] - size + 1, n)
-                which = np.repeat(np.arange(len(chosen)), per_image)
+                which = np.repeat(np.arange(len(sampled)), per_image)
                 rows = np.arange(size)[None, :, None]
                 cols = np.arange(size)[None, None, :]
-                patches = chosen[which[:, None, None], ys[:, None, None] + rows, xs[:, None, None] + cols]
+                patches = sampled[which[:, None, None], ys[:, None, None] + rows, xs[:, None, None] + cols]
                 patches = patch_math.normalise(patches.transpose(0, 3, 1, 2).reshape(n, -1).astype(np.float32))
                 yield pa.RecordBatch.from_arrays([pa.array([to_npy(patches)], pa.binary())], ["patches"])
 
         blocks = dataset.select(column).mapInArrow(sample, "patches binary").persist(StorageLevel.MEMORY_AND_DISK)
         try:
             mean, cov = self._moments(blocks, order)
-            whiten = patch_math.whitening(mean, cov, g(self.whiteningEps), order)
+            whiten = patch_math.whitening(mean, cov, param(self.whiteningEps), order)
             centroids = self._dictionary(blocks, mean, whiten, order)
         finally:
             blocks.unpersist()
@@ -206,8 +217,8 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, ParamsWritab
         return patch_math.symmetric_mean(mean, order), cov
 
     def _dictionary(self, blocks: DataFrame, mean: np.ndarray, whiten: np.ndarray, order: np.ndarray) -> np.ndarray:
-        g = self.getOrDefault
-        half = g(self.k) // 2
+        param = self.getOrDefault
+        half = param(self.k) // 2
         bias = -(mean @ whiten)
 
         def whitened(blob: bytes) -> np.ndarray:
@@ -227,12 +238,14 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, ParamsWritab
         if len(centroids) < half:
             raise ValueError(f"PatchFeatures sampled {len(centroids)} patches, fewer than k/2 = {half} centroids: "
                              "raise numPatches or lower k")
-        if g(self.dictionary) == "random":
+        if param(self.dictionary) == "random":
             return centroids
-        rng = np.random.default_rng(g(self.seed))
+        rng = np.random.default_rng(param(self.seed))
         spark = blocks.sparkSession
-        for _ in range(g(self.maxIter)):
-            shared = spark.sparkContext.broadcast(centroids)
+        for _ in range(param(self.maxIter)):
+            # A Connect client has no SparkContext to broadcast with: the centroids (k × 108
+            # floats) then travel inside the function itself.
+            shared = _Shared(centroids) if is_connect(spark) else spark.sparkContext.broadcast(centroids)
 
             def step(batches, shared=shared):
                 sums, counts = 0.0, 0

@@ -17,6 +17,7 @@ from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DoubleType
+from pyspark.sql.utils import is_remote
 
 from sparkvision.features.arrow_kernels import gray_batch, scaled_batch, vector_batch
 from sparkvision.runtime.session import COLUMNAR_INPUT
@@ -56,7 +57,9 @@ class Grayscale(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, P
         return self._set(outputCol=value)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        return dataset.withColumn(self.getOutputCol(), _gray_udf(F.col(self.getInputCol())))
+        # A UDF made at import is a classic session's; a Connect client makes its own.
+        udf = F.arrow_udf(gray_batch, BinaryType()) if is_remote() else _gray_udf
+        return dataset.withColumn(self.getOutputCol(), udf(F.col(self.getInputCol())))
 
 
 class PixelVectorizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, ParamsWritable):

@@ -8,6 +8,7 @@ import threading
 from pyspark.sql import functions as F
 
 from sparkvision.features.pixels import Grayscale, PixelVectorizer
+from sparkvision.runtime.connect import is_connect, parallelism
 
 WARM_UP_GROUP = "sparkvision-warm-workers"  # the warm-up job's Spark job group
 
@@ -25,11 +26,15 @@ def warm_python_workers(spark) -> threading.Thread:
     default). Failures are ignored: the real tasks start their own workers as before. Returns
     the thread.
     """
-    tasks = max(1, spark.sparkContext.defaultParallelism)
+    tasks = parallelism(spark)
+    connect = is_connect(spark)
 
     def run() -> None:
         try:
-            spark.sparkContext.setJobGroup(WARM_UP_GROUP, "start the Python workers", interruptOnCancel=False)
+            if connect:
+                spark.addTag(WARM_UP_GROUP)  # Connect's job groups are tags (a SparkContext's own are not there)
+            else:
+                spark.sparkContext.setJobGroup(WARM_UP_GROUP, "start the Python workers", interruptOnCancel=False)
             blank = spark.range(0, 2 * tasks, 1, tasks).select(F.lit(bytes(12)).alias("data"))  # 2×2 RGB
             gray = Grayscale(inputCol="data", outputCol="gray").transform(blank)
             PixelVectorizer(inputCol="gray", outputCol="v").transform(gray).select("v").collect()

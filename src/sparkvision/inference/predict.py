@@ -316,7 +316,7 @@ def _load_with_spark(model_path: Path):
     from pyspark.ml import PipelineModel
 
     try:
-        return PipelineModel.load(str(model_path))
+        return PipelineModel.load(str(Path(model_path).absolute()))  # a Connect server resolves relative paths itself
     except (Py4JNetworkError, ConnectionError):  # the JVM is gone: not the model's fault
         raise
     except Exception as exc:

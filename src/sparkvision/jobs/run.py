@@ -29,6 +29,7 @@ from sparkvision.models.cnn.settings import require_torch
 from sparkvision.models.fitting import check_on_jvm, fit_pipeline, label_with_classes
 from sparkvision.models.persistence import save_model
 from sparkvision.models.registry import CLASSIFIERS, build_classifier, check_params
+from sparkvision.runtime.connect import is_connect, master, remote_url
 from sparkvision.runtime.fs import default_work_dir, remove_stale_in, temp_path
 from sparkvision.runtime.session import SparkSettings, build_session, versions
 
@@ -140,6 +141,8 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
                           "choose another place.") from None
     # What killed runs left beside it: this name's, and older runs' (runs/<timestamp> never repeats).
     remove_stale_in(final.parent)
+    # Absolute: a Spark Connect server resolves a relative path against its own working folder.
+    final = final.absolute()
     tmp = temp_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -156,7 +159,7 @@ def cnn_checkpoint_dir(config: RunConfig, table_fingerprint: str) -> Path:
 
     key = json.dumps({"table": table_fingerprint, "seed": config.seed, "test_fraction": config.test_fraction,
                       "model": config.model, "params": config.model_params()}, sort_keys=True)
-    return Path(config.work_dir) / "cnn" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(config.work_dir).absolute() / "cnn" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str, Any]:
@@ -173,10 +176,12 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             # Find and check the data before starting a JVM: a wrong path fails in a second.
             source = locate_data(config.data, config.work_dir, dataset=config.dataset, image_size=config.image_size,
                                  progress=progress)
-            with p.phase("session", f"starting Spark ({config.spark.master})"):
+            where = config.spark.remote or remote_url() or config.spark.master
+            with p.phase("session", f"starting Spark ({where})"):
                 if spark is None:  # a new session: its Python workers are not started yet
                     spark = build_session(config.spark)
-                    warm_python_workers(spark)
+                    if not is_connect(spark):  # a Connect server's workers outlive each client's run
+                        warm_python_workers(spark)
             shape = (source.height, source.width, source.channels)
             reads_images = CLASSIFIERS[config.model].reads_images
             features = [] if reads_images else feature_stages(config.feature_set(), shape=shape, seed=config.seed)
@@ -215,16 +220,16 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                          "num_images": table.info.num_images, "evaluated_on": "test_batch"
                          if table.info.has_test else f"random {config.test_fraction} hold-out, seed {config.seed}"},
                 "class_names": list(table.info.class_names),
-                "spark_master": spark.sparkContext.master,  # the one used: spark-submit's may differ from --master
+                "spark_master": master(spark),  # the one used: spark-submit's may differ from --master
                 "versions": versions(spark),
             })
             summary = getattr(model.stages[-1], "trainingSummary", None)
             if summary:  # the CNN: its training curve, precision, device and processes
                 metrics["cnn"] = summary
-            chosen = getattr(model.stages[-1], "validationErrors", None)
-            if chosen:  # the ridge classifier chose its regParam on held-out sums
+            validation_errors = getattr(model.stages[-1], "validationErrors", None)
+            if validation_errors:  # the ridge classifier chose its regParam on held-out sums
                 metrics["regParam_chosen"] = model.stages[-1].getRegParam()
-                metrics["regParam_validation_mse"] = {str(k): v for k, v in chosen.items()}
+                metrics["regParam_validation_mse"] = {str(k): v for k, v in validation_errors.items()}
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
             os.replace(tmp, final)
             if checkpoints is not None:  # the model is saved: the epochs' checkpoints have served

@@ -18,6 +18,8 @@ from pyspark.ml.param import Params
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pyspark.sql.utils import is_remote
+
 from sparkvision.errors import ConfigError
 
 
@@ -47,6 +49,8 @@ def check_on_jvm(stage: Params) -> None:
     """Hand a JVM-backed stage's Params to its Java object now, so a bad value (numTrees=0)
     fails before any data is read rather than deep inside a fit. Needs an active session."""
 
+    if is_remote():  # a Connect client holds no Java objects: the server checks the values when it fits
+        return
     stages = [stage] + ([stage.getClassifier()] if hasattr(stage, "getClassifier") else [])
     for s in stages:
         if hasattr(s, "_transfer_params_to_java"):

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sparkvision
+from sparkvision import defaults
 from sparkvision.defaults import (
     APP_NAME,
     EXECUTOR_MEMORY,
@@ -26,53 +25,13 @@ from sparkvision.defaults import (
 )
 from sparkvision.errors import ConfigError, JavaNotFoundError
 from sparkvision.runtime import class_archive as jvm_cds
+from sparkvision.runtime.connect import connect_session, remote_url
+from sparkvision.runtime.java import java_binary, java_version
 from sparkvision.runtime.cluster import ship_package, submitted_conf, wait_for_executors
 from sparkvision.runtime.memory import (GiB, MiB, check_driver_memory, default_driver_memory, format_memory,
                                         machine_memory, parse_memory)
 
-MIN_JAVA = 17
-_INSTALL_JAVA = (
-    "Spark 4 needs OpenJDK 17 or 21. Install one (Debian/Ubuntu: `sudo apt-get install "
-    "openjdk-17-jre-headless`; macOS: `brew install openjdk@17`) and make sure `java` is on your "
-    "PATH or JAVA_HOME points at it."
-)
 _MEMORY = re.compile(r"^\d+[kmgt]?$", re.I)
-
-
-def java_binary() -> str | None:
-    """The ``java`` Spark will start: ``$JAVA_HOME/bin/java``, else the one on PATH (None if neither)."""
-    home = os.environ.get("JAVA_HOME")
-    return str(Path(home) / "bin" / "java") if home else shutil.which("java")
-
-
-def java_version() -> tuple[int, str]:
-    """Return (major version, the ``java -version`` line) of the Java that Spark will start.
-
-    Raises :class:`JavaNotFoundError` when there is none, or it is older than 17.
-    """
-    home = os.environ.get("JAVA_HOME")
-    java = java_binary()
-    if not java or not Path(java).exists():
-        where = f"JAVA_HOME={home} has no bin/java" if home else "no `java` on PATH"
-        raise JavaNotFoundError(f"Java not found ({where}). {_INSTALL_JAVA}")
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise JavaNotFoundError(f"Could not run {java} -version ({exc}). {_INSTALL_JAVA}") from exc
-    # The launcher announces JDK_JAVA_OPTIONS, JAVA_TOOL_OPTIONS and _JAVA_OPTIONS before the version
-    # ("NOTE: Picked up ..."): not part of the version, and they would change the class archive's key.
-    text = "\n".join(line for line in (out.stderr or out.stdout).strip().splitlines()
-                     if "Picked up " not in line).strip()
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
-    if not match:
-        raise JavaNotFoundError(f"Could not read the Java version from {java}: {text!r}. {_INSTALL_JAVA}")
-    major = int(match.group(1))
-    if major == 1:  # "1.8.0_392" style: Java 8 and older
-        major = int(match.group(2) or 0)
-    first_line = text.splitlines()[0]
-    if major < MIN_JAVA:
-        raise JavaNotFoundError(f"Java {major} found at {java} ({first_line}) is too old. {_INSTALL_JAVA}")
-    return major, first_line
 
 
 def _check_memory(name: str, value: str) -> str:
@@ -91,12 +50,13 @@ class SparkSettings:
     shuffle_partitions: int = SHUFFLE_PARTITIONS
     app_name: str = APP_NAME
     conf: dict[str, str] = field(default_factory=dict)  # any other spark.* setting, applied last
+    remote: str | None = None  # sc://HOST:PORT or "local": a Spark Connect server instead (default $SPARK_REMOTE)
 
 
 # Spark 4.3 feeds Arrow UDFs columnar input when this is on, and on that path it cannot turn a
 # vector (a user-defined type) returned by Python into columns: a cached result fails with
 # UNSUPPORTED_DATATYPE. build_session turns it off; features.vectors_from_python reads it.
-COLUMNAR_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+COLUMNAR_INPUT = defaults.COLUMNAR_INPUT
 
 
 def _is_loopback_master(master: str) -> bool:
@@ -118,9 +78,11 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-
-
     s = settings or SparkSettings()
+    remote = s.remote or remote_url()
+    if remote:  # a Connect client: the server has its own JVM, memory and master
+        conf = {"spark.sql.shuffle.partitions": str(s.shuffle_partitions), **s.conf}
+        return connect_session(remote, conf=conf, progress=show_progress is not False)
     for name, value in (("driver memory", s.driver_memory), ("executor memory", s.executor_memory),
                         ("memory overhead", s.memory_overhead)):
         _check_memory(name, value)
@@ -146,7 +108,7 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
         "spark.ui.showConsoleProgress": str(bool(show_progress)).lower(),
         # Arrow batches of 2,048 rows, not 10,000: a batch of patch features (8,000 values a row)
         # would otherwise be 640 MB at each JVM/Python crossing.
-        "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(defaults.ARROW_BATCH_ROWS),
         # Spark 4.3's columnar input to Arrow UDFs cannot take vectors back from Python; with it
         # off, PixelVectorizer hands Spark vectors directly (features.vectors_from_python).
         COLUMNAR_INPUT: "false",
@@ -204,4 +166,11 @@ def versions(spark) -> dict[str, str]:
 
     return {"sparkvision": sparkvision.__version__, "spark": spark.version, "python": platform.python_version(),
             "numpy": numpy.__version__, "pyarrow": pyarrow.__version__, "pandas": pandas.__version__,
-            "java": java_version()[1]}
+            "java": _java_line()}
+
+
+def _java_line() -> str:
+    try:
+        return java_version()[1]
+    except JavaNotFoundError:  # a Spark Connect client needs no Java: the server has its own
+        return "none on this client"

@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 import numpy as np
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWritable, DefaultParamsWriter, MLReadable, MLWritable
 
+from sparkvision.runtime.connect import is_connect
+
 
 def is_local_path(path: str, default_fs: str = "file:///") -> bool:
     """True when Hadoop would resolve ``path`` on the local file system (``default_fs``: its
@@ -38,6 +40,9 @@ def save_metadata(instance, path: str, spark, extra_metadata: dict | None = None
                   param_map: dict | None = None) -> None:
     """``DefaultParamsWriter.saveMetadata``: the same JSON in ``path/metadata``, written directly
     (``part-00000`` and ``_SUCCESS``, as Spark's text writer leaves them) when ``path`` is local."""
+    if is_connect(spark):  # the server writes it (its file system may not be this machine's)
+        DefaultParamsWriter.saveMetadata(instance, path, spark, extra_metadata, param_map)
+        return
     default_fs = spark.sparkContext._jsc.hadoopConfiguration().get("fs.defaultFS") or "file:///"
     if not is_local_path(path, default_fs):
         DefaultParamsWriter.saveMetadata(instance, path, spark, extra_metadata, param_map)

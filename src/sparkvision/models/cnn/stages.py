@@ -45,6 +45,7 @@ from sparkvision.models.cnn.settings import (CNN_DEFAULTS, PRESETS, check_cnn_pa
                                       require_torch)
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import num_classes
+from sparkvision.runtime.connect import master, parallelism
 from sparkvision.runtime.fs import atomic_output
 from sparkvision.runtime.stage_io import ParamsWriter
 
@@ -159,9 +160,8 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
 
     def _processes(self, spark, use_gpu: bool) -> tuple[int, int, bool]:
         """(processes, threads per process, local mode) for this session's master."""
-        sc = spark.sparkContext
-        local = sc.master.startswith("local")
-        cores = max(1, sc.defaultParallelism)
+        local = master(spark).startswith("local")
+        cores = parallelism(spark)
         wanted = self.getOrDefault(self.numProcesses)
         if use_gpu:
             import torch
@@ -169,7 +169,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
             processes = wanted or max(1, torch.cuda.device_count())
             return processes, 1, local
         processes = wanted or cores
-        threads = max(1, cores // processes) if local else max(1, int(sc.getConf().get("spark.task.cpus", "1")))
+        threads = max(1, cores // processes) if local else max(1, int(spark.conf.get("spark.task.cpus", "1")))
         return processes, threads, local
 
     def _fit(self, dataset: DataFrame) -> "CNNClassificationModel":

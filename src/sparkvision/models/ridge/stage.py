@@ -173,31 +173,31 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWrit
         summed = time.perf_counter()
         standardize = self.getStandardization()
         if self.isSet(self.regParam):
-            chosen, errors = self.getRegParam(), {}
+            best_reg, errors = self.getRegParam(), {}
         elif 0 in parts and 1 in parts:
             def error(reg: float) -> float:
                 return parts[1].squared_error(*parts[0].solve(reg, standardize)) / parts[1].n
 
             errors = {reg: error(reg) for reg in grid}
-            chosen = min(errors, key=errors.get)
+            best_reg = min(errors, key=errors.get)
             # The best value on the grid's edge means the best may lie beyond it: carry on past that
             # edge in half-decades while the held-out error keeps falling (at most EDGE_STEPS).
             for _ in range(EDGE_STEPS):
-                if chosen not in (min(errors), max(errors)) or len(errors) < 2:
+                if best_reg not in (min(errors), max(errors)) or len(errors) < 2:
                     break
-                step = EDGE_FACTOR if chosen == max(errors) else 1 / EDGE_FACTOR
-                beyond = chosen * step
+                step = EDGE_FACTOR if best_reg == max(errors) else 1 / EDGE_FACTOR
+                beyond = best_reg * step
                 errors[beyond] = error(beyond)
-                if errors[beyond] >= errors[chosen]:
+                if errors[beyond] >= errors[best_reg]:
                     break
-                chosen = beyond
+                best_reg = beyond
         else:  # too few rows to hold any out
-            chosen, errors = grid[len(grid) // 2], {}
-        everything = parts.pop(0).absorb(parts.pop(1)) if len(parts) == 2 else next(iter(parts.values()))
-        coef, intercept = everything.solve(chosen, standardize)
+            best_reg, errors = grid[len(grid) // 2], {}
+        all_rows = parts.pop(0).absorb(parts.pop(1)) if len(parts) == 2 else next(iter(parts.values()))
+        coef, intercept = all_rows.solve(best_reg, standardize)
         model = RidgeClassifierModel()
         self._copyValues(model)
-        model._set(regParam=chosen)
+        model._set(regParam=best_reg)
         model.validationErrors = errors
         # The pass includes computing the features (Spark is lazy); the solves run in the driver.
         model.fitSeconds = {"pass": round(summed - started, 3), "solve": round(time.perf_counter() - summed, 3)}
@@ -216,7 +216,7 @@ class RidgeClassifierModel(Model, _RidgeParams, ArraysReadWrite):
         super().__init__()
         self._setDefault(**self._DEFAULTS)
         self._arrays: dict[str, np.ndarray] = {}
-        self.validationErrors: dict[float, float] = {}  # regParam → mean squared error, when it was chosen
+        self.validationErrors: dict[float, float] = {}  # regParam → mean squared error, when it was reg
         self.fitSeconds: dict[str, float] = {}  # the fit's pass over the data and its solves in the driver
 
     _array_dtype = np.float64

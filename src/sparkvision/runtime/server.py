@@ -1,0 +1,202 @@
+"""A resident Spark Connect server on 127.0.0.1: ``sparkvision server start|stop|status``.
+
+PySpark ships Spark Connect's server (the class ``sbin/start-connect-server.sh`` runs). It is
+started here with ``bin/spark-submit --class SparkConnectServer`` directly, which ``exec``s the
+JVM, so the process this module starts *is* the server and its pid is known. It runs in a
+session of its own, so it outlives the command that started it and its Ctrl-C; a run pointed at
+it (``--remote local``) pays the JVM's start and Spark's first compilations once, not every time.
+
+The server gets sparkvision's settings: the driver memory sized from this machine, quiet logs,
+loopback only, this interpreter for its Python workers. Its state is one JSON file (pid, port,
+address, log) under the cache folder; a file whose process is gone is removed by the next
+look at it. Two starts at once take a lock, so they make one server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparkvision import defaults
+from sparkvision.errors import ConfigError
+from sparkvision.runtime.java import java_version
+from sparkvision.runtime.fs import cache_root, pid_alive, write_atomic
+from sparkvision.runtime.memory import default_driver_memory
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 180.0
+PORT_ENV = "SPARKVISION_CONNECT_PORT"  # the port `server start` and `--remote local` use
+
+
+def state_dir() -> Path:
+    """Where the server's state file and log are kept: ``connect/`` in the cache folder."""
+    return cache_root() / "connect"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What ``sparkvision server status`` reports."""
+
+    running: bool
+    pid: int | None = None
+    address: str | None = None
+    rss_bytes: int | None = None
+    log: str | None = None
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
+def _is_server(pid: int) -> bool:
+    """``pid`` runs and is a Connect server (not another process that reused the pid)."""
+    if not pid_alive(pid):
+        return False
+    cmdline, state = "", ""
+    for _ in range(20):  # the command line reads empty for an instant while spark-submit execs java
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            return False
+        if cmdline or state == "Z":
+            break
+        time.sleep(0.05)
+    if state == "Z":  # killed, not yet reaped: reap it when it is our child
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return SERVER_CLASS in cmdline
+
+
+def _rss(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def status(folder: Path | None = None) -> ServerStatus:
+    """Whether the server runs, its pid, address and memory; a dead server's state file is removed."""
+    state_file = (folder or state_dir()) / "server.json"
+    try:
+        info = json.loads(state_file.read_text())
+        pid, address = int(info["pid"]), str(info["address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ServerStatus(False)
+    if not _is_server(pid):
+        state_file.unlink(missing_ok=True)
+        return ServerStatus(False)
+    return ServerStatus(True, pid, address, _rss(pid), info.get("log"))
+
+
+def _command(port: int, memory: str, log_conf: Path) -> list[str]:
+    from pyspark.find_spark_home import _find_spark_home
+
+    conf = {
+        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.driver.host": HOST,
+        "spark.driver.bindAddress": HOST,
+        "spark.pyspark.python": sys.executable,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_conf}",
+        # The same session settings as a classic run (runtime.session.build_session).
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(defaults.ARROW_BATCH_ROWS),
+        defaults.COLUMNAR_INPUT: "false",
+        "spark.sql.shuffle.partitions": str(defaults.SHUFFLE_PARTITIONS),
+    }
+    argv = [os.path.join(_find_spark_home(), "bin", "spark-submit"), "--class", SERVER_CLASS,
+            "--name", "sparkvision-connect", "--master", "local[*]", "--driver-memory", memory]
+    for key, value in conf.items():
+        argv += ["--conf", f"{key}={value}"]
+    return argv
+
+
+def default_port() -> int:
+    """``$SPARKVISION_CONNECT_PORT``, else Spark Connect's own default (15002)."""
+    value = os.environ.get(PORT_ENV, "")
+    if value and not (value.isdigit() and 0 < int(value) < 65536):
+        raise ConfigError(f"{PORT_ENV}={value!r}: a port number from 1 to 65535.")
+    return int(value) if value else defaults.CONNECT_PORT
+
+
+def start(port: int | None = None, *, memory: str | None = None, folder: Path | None = None,
+          timeout: float = START_TIMEOUT_S, progress: bool = True) -> tuple[str, bool]:
+    """Start the server, or find the one already running; (its ``sc://`` address, whether this
+    call started it). Returns once the server accepts connections."""
+    folder = folder or state_dir()
+    port = port or default_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "server.lock", "w") as lock:  # two starts at once make one server
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        now = status(folder)
+        if now.running:
+            _wait(now.pid, int(now.address.rsplit(":", 1)[1]), folder, timeout)
+            return now.address, False
+        if port_open(HOST, port):
+            raise ConfigError(f"port {port} on {HOST} is already in use by another program: start the server on "
+                              "another one with `sparkvision server start --port N`.")
+        java_version()  # the same check as a classic run
+        log = folder / "server.log"
+        log_conf = Path(__file__).with_name("log4j2.properties")
+        env = {k: v for k, v in os.environ.items()  # the server is a classic Spark driver, not a client
+               if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE", "MASTER")}
+        env.update(SPARK_LOCAL_IP=HOST, PYSPARK_PYTHON=sys.executable)
+        if progress:
+            print(f"  starting a Spark Connect server on {HOST}:{port} (log: {log}) ...", file=sys.stderr)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(_command(port, memory or default_driver_memory(), log_conf),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        address = f"sc://{HOST}:{port}"
+        write_atomic(folder / "server.json", json.dumps({"pid": proc.pid, "port": port, "address": address,
+                                                         "log": str(log)}).encode())
+        _wait(proc.pid, port, folder, timeout, proc)
+        return address, True
+
+
+def _wait(pid: int, port: int, folder: Path, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(HOST, port):
+            return
+        if (proc.poll() is not None) if proc is not None else not _is_server(pid):
+            (folder / "server.json").unlink(missing_ok=True)
+            lines = (folder / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
+            raise ConfigError("the Spark Connect server stopped while starting; the end of its log "
+                              f"({folder / 'server.log'}):\n  " + "\n  ".join(lines))
+        time.sleep(0.2)
+    stop(folder)
+    raise ConfigError(f"the Spark Connect server did not accept connections within {timeout:.0f} s; "
+                      f"see {folder / 'server.log'}.")
+
+
+def stop(folder: Path | None = None, timeout: float = 30.0) -> ServerStatus:
+    """Stop the server (SIGTERM, then SIGKILL after ``timeout``); what was running."""
+    folder = folder or state_dir()
+    now = status(folder)
+    if now.running:
+        os.kill(now.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _is_server(now.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _is_server(now.pid):
+            os.kill(now.pid, signal.SIGKILL)
+    (folder / "server.json").unlink(missing_ok=True)
+    return now

@@ -1,0 +1,144 @@
+"""Spark Connect: a real Connect server on 127.0.0.1, started and stopped by these tests.
+
+The clients run in child processes (``python -m sparkvision ... --remote``): a process that has
+made a Connect session stays in Connect mode, and the other tests share a classic session. The
+classic runs they are compared with use that shared session, in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import run_cli
+from sparkvision.cli import main
+
+pytest.importorskip("grpc", reason="the connect extra (pip install 'sparkvision[connect]') is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def connect(tmp_path_factory):
+    """(address, env) of a Connect server this module starts (its state under a cache of its own)."""
+    cache = tmp_path_factory.mktemp("connect-cache")
+    env = {"XDG_CACHE_HOME": str(cache), "SPARKVISION_CONNECT_PORT": str(_free_port())}
+    env.pop("SPARK_REMOTE", None)
+    started = run_cli("server", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    address = f"sc://127.0.0.1:{env['SPARKVISION_CONNECT_PORT']}"
+    assert address in started.stdout
+    yield address, env
+    run_cli("server", "stop", env=env)
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> Path:
+    """Six PNG files of the synthetic classes, to label."""
+    from PIL import Image
+
+    from sparkvision.data.sources.synthetic import synthetic_images
+
+    root = tmp_path_factory.mktemp("to-label")
+    _, data = synthetic_images(6, seed=11)
+    for i, planes in enumerate(data):
+        Image.fromarray(planes.reshape(3, 32, 32).transpose(1, 2, 0)).save(root / f"{i}.png")
+    return root
+
+
+def _run_args(data: Path, base: Path, name: str, *extra: str) -> list[str]:
+    return ["run", "--data", str(data), "--work-dir", str(base / "work"), "--out", str(base / name), "--quiet",
+            *extra]
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("extra", [
+    ["--num-trees", "3", "--max-depth", "3"],  # the assignment's model, kept small to be imperfect
+    ["--features", "patches", "--centroids", "16", "--model", "ridge"],  # patch features at small K
+], ids=["forest", "patches-ridge"])
+def test_a_run_over_connect_gives_the_classic_metrics(spark, connect, cifar_py, tmp_path, extra):
+    address, env = connect
+    remote = run_cli(*_run_args(cifar_py, tmp_path, "remote", *extra), "--remote", address, env=env, timeout=400)
+    assert remote.returncode == 0, remote.stderr
+    assert main(_run_args(cifar_py, tmp_path, "classic", *extra)) == 0
+    over_connect, classic = _metrics(tmp_path / "remote"), _metrics(tmp_path / "classic")
+    assert over_connect["accuracy"] == classic["accuracy"]
+    assert over_connect["confusion_matrix"] == classic["confusion_matrix"]
+    assert over_connect["spark_master"].startswith("local")  # the server's own master, as it reports it
+    assert (tmp_path / "remote" / "model" / "sparkvision-labels.json").is_file()
+
+
+def test_a_model_saved_over_connect_predicts_through_connect_and_locally(connect, cifar_py, tmp_path, pictures):
+    address, env = connect
+    trained = run_cli(*_run_args(cifar_py, tmp_path, "run"), "--remote", address, env=env, timeout=400)
+    assert trained.returncode == 0, trained.stderr
+    through_spark = run_cli("predict", str(tmp_path / "run"), str(pictures), "--engine", "spark", "--remote", address,
+                            env=env)
+    assert through_spark.returncode == 0, through_spark.stderr
+    assert "Spark" in through_spark.stderr
+    local = run_cli("predict", str(tmp_path / "run"), str(pictures), "--engine", "local", env=env)
+    assert local.returncode == 0, local.stderr
+    rows = lambda out: sorted(line.split(",")[:2] for line in out.strip().splitlines()[1:])  # path, top label
+    assert rows(through_spark.stdout) == rows(local.stdout) and len(rows(local.stdout)) > 0
+
+
+def test_server_status_and_a_second_start(connect):
+    address, env = connect
+    status = run_cli("server", "status", env=env)
+    assert status.returncode == 0 and address in status.stdout and "resident memory" in status.stdout
+    again = run_cli("server", "start", env=env)
+    assert again.returncode == 0 and "already running" in again.stdout
+    pid = json.loads((Path(env["XDG_CACHE_HOME"]) / "sparkvision" / "connect" / "server.json").read_text())["pid"]
+    assert f"pid {pid}" in again.stdout  # the same server, not a second one
+
+
+def test_a_killed_server_is_detected_and_remote_local_starts_a_new_one(connect, cifar_py, tmp_path):
+    address, env = connect
+    state = Path(env["XDG_CACHE_HOME"]) / "sparkvision" / "connect" / "server.json"
+    pid = json.loads(state.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    status = run_cli("server", "status", env=env)
+    assert status.returncode == 3 and "no Spark Connect server is running" in status.stdout
+    assert not state.exists()  # the dead server's state is gone
+    rerun = run_cli(*_run_args(cifar_py, tmp_path, "run"), "--remote", "local", env=env, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "starting a Spark Connect server" in rerun.stderr  # started for the run
+    assert json.loads(state.read_text())["pid"] != pid
+
+
+def test_stop_ends_the_server(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "SPARKVISION_CONNECT_PORT": str(_free_port())}
+    assert run_cli("server", "start", env=env).returncode == 0
+    state = tmp_path / "cache" / "sparkvision" / "connect" / "server.json"
+    pid = json.loads(state.read_text())["pid"]
+    stopped = run_cli("server", "stop", env=env)
+    assert stopped.returncode == 0 and f"pid {pid}" in stopped.stdout
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert not state.exists()
+    assert "no Spark Connect server was running" in run_cli("server", "stop", env=env).stdout
+
+
+def test_an_unreachable_remote_is_a_clear_error_within_seconds(cifar_py, tmp_path):
+    started = time.perf_counter()
+    result = run_cli(*_run_args(cifar_py, tmp_path, "out"), "--remote", f"sc://127.0.0.1:{_free_port()}")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 2
+    assert "no Spark Connect server answers at 127.0.0.1:" in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < 20  # a probe, not gRPC's minutes of retries (the child's Python start is most of it)
+    assert not (tmp_path / "out").exists()
