@@ -86,12 +86,12 @@ def _values(df, column: str) -> list:
     return [row[0] for row in df.select(column).collect()]
 
 
-@pytest.mark.parametrize("make, before, column", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_the_contract_covers_our_stages_and_wrappers():
     assert {"Grayscale", "PixelVectorizer", "PatchFeatures", "RidgeClassifier", "ridge", "cnn", "gbt",
             "linear_svc"} <= {case[0] for case in CASES}
 
 
+@pytest.mark.parametrize("make, before, column", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_stage_contract(spark, images, tmp_path, make, before, column):
     stage = make()
     # Constructed with defaults: every Param has a value to read.
