@@ -300,7 +300,7 @@ def test_the_shipped_zip_holds_the_code_tasks_import(spark):
     from sparkvision.runtime.cluster import package_zip, ship_package
 
     names = zipfile.ZipFile(package_zip()).namelist()
-    assert {"sparkvision/__init__.py", "sparkvision/datasets/cifar.py", "sparkvision/datasets/folder.py",
+    assert {"sparkvision/__init__.py", "sparkvision/data/sources/cifar.py", "sparkvision/data/sources/folder.py",
             "sparkvision/features/pixels.py", "sparkvision/runtime/arrow.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert ship_package(spark) is None  # a local master runs this machine's Python: nothing to ship

@@ -7,7 +7,8 @@ session of its own, so it outlives the command that started it and its Ctrl-C; a
 it (``--remote local``) pays the JVM's start and Spark's first compilations once, not every time.
 
 The server gets sparkvision's settings: the driver memory sized from this machine, quiet logs,
-loopback only, this interpreter for its Python workers. Its state is one JSON file (pid, port,
+loopback only, this interpreter for its Python workers, and the driver's class archive when
+classic runs have written one. Its state is one JSON file (pid, port,
 address, log) under the cache folder; a file whose process is gone is removed by the next
 look at it. Two starts at once take a lock, so they make one server.
 """
@@ -28,7 +29,8 @@ from pathlib import Path
 
 from sparkvision import defaults
 from sparkvision.errors import ConfigError
-from sparkvision.runtime.java import java_version
+from sparkvision.runtime import class_archive
+from sparkvision.runtime.java import java_binary, java_version
 from sparkvision.runtime.fs import cache_root, pid_alive, write_atomic
 from sparkvision.runtime.memory import default_driver_memory
 
@@ -59,6 +61,12 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         return s.connect_ex((host, port)) == 0
+
+
+def _spark_version() -> str:
+    import pyspark
+
+    return pyspark.__version__
 
 
 def _is_server(pid: int) -> bool:
@@ -104,7 +112,7 @@ def status(folder: Path | None = None) -> ServerStatus:
     return ServerStatus(True, pid, address, _rss(pid), info.get("log"))
 
 
-def _command(port: int, memory: str, log_conf: Path) -> list[str]:
+def _command(port: int, memory: str, log_conf: Path, java_options: str = "") -> list[str]:
     from pyspark.find_spark_home import _find_spark_home
 
     conf = {
@@ -115,7 +123,7 @@ def _command(port: int, memory: str, log_conf: Path) -> list[str]:
         "spark.pyspark.python": sys.executable,
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_conf}",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log_conf} {java_options}".strip(),
         # The same session settings as a classic run (runtime.session.build_session).
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(defaults.ARROW_BATCH_ROWS),
         defaults.COLUMNAR_INPUT: "false",
@@ -152,7 +160,11 @@ def start(port: int | None = None, *, memory: str | None = None, folder: Path | 
         if port_open(HOST, port):
             raise ConfigError(f"port {port} on {HOST} is already in use by another program: start the server on "
                               "another one with `sparkvision server start --port N`.")
-        java_version()  # the same check as a classic run
+        _, java_line = java_version()  # the same check as a classic run
+        # The class archive classic runs made (runtime.class_archive) maps into this JVM too: the
+        # same java and jars. The server only maps one; classic runs write it.
+        archive = class_archive.plan(java_binary() or "java", java_line, _spark_version())
+        java_options = archive.options if archive.mapping is not None else ""
         log = folder / "server.log"
         log_conf = Path(__file__).with_name("log4j2.properties")
         env = {k: v for k, v in os.environ.items()  # the server is a classic Spark driver, not a client
@@ -161,7 +173,7 @@ def start(port: int | None = None, *, memory: str | None = None, folder: Path | 
         if progress:
             print(f"  starting a Spark Connect server on {HOST}:{port} (log: {log}) ...", file=sys.stderr)
         with open(log, "ab") as out:
-            proc = subprocess.Popen(_command(port, memory or default_driver_memory(), log_conf),
+            proc = subprocess.Popen(_command(port, memory or default_driver_memory(), log_conf, java_options),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
         address = f"sc://{HOST}:{port}"
