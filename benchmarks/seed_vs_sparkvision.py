@@ -117,7 +117,12 @@ def main(argv: list[str] | None = None) -> dict:
         with socket.socket() as s:  # a free port for this run's own Connect server
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        connect_env = {"XDG_CACHE_HOME": str(tmp / "cache"), "SPARKVISION_CONNECT_PORT": str(port)}
+        # The server's state in a cache of its own; the driver's class archive where the classic runs
+        # find theirs (the server maps it as they do).
+        from sparkvision.runtime.fs import cache_root
+
+        connect_env = {"XDG_CACHE_HOME": str(tmp / "cache"), "SPARKVISION_CONNECT_PORT": str(port),
+                       "SPARKVISION_CACHE_DIR": os.environ.get("SPARKVISION_CACHE_DIR") or str(cache_root())}
         try:
             print("running sparkvision over Connect (first: starts the server, ingests) ...", file=sys.stderr, flush=True)
             results["connect first"] = run_sparkvision(args.data, tmp / "work-connect", tmp / "out3", "--remote", "local",
