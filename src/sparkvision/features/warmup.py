@@ -8,7 +8,7 @@ import threading
 from pyspark.sql import functions as F
 
 from sparkvision.features.pixels import Grayscale, PixelVectorizer
-from sparkvision.runtime.connect import is_connect, parallelism
+from sparkvision.runtime.connect import parallelism
 
 WARM_UP_GROUP = "sparkvision-warm-workers"  # the warm-up job's Spark job group
 
@@ -24,17 +24,13 @@ def warm_python_workers(spark) -> threading.Thread:
     does both earlier: it runs Grayscale and PixelVectorizer on two blank 2×2 images per core,
     so its workers are the ones the feature UDFs reuse (``spark.python.worker.reuse``, on by
     default). Failures are ignored: the real tasks start their own workers as before. Returns
-    the thread.
+    the thread. Classic sessions only: a Connect server's workers outlive each client's run.
     """
     tasks = parallelism(spark)
-    connect = is_connect(spark)
 
     def run() -> None:
         try:
-            if connect:
-                spark.addTag(WARM_UP_GROUP)  # Connect's job groups are tags (a SparkContext's own are not there)
-            else:
-                spark.sparkContext.setJobGroup(WARM_UP_GROUP, "start the Python workers", interruptOnCancel=False)
+            spark.sparkContext.setJobGroup(WARM_UP_GROUP, "start the Python workers", interruptOnCancel=False)
             blank = spark.range(0, 2 * tasks, 1, tasks).select(F.lit(bytes(12)).alias("data"))  # 2×2 RGB
             gray = Grayscale(inputCol="data", outputCol="gray").transform(blank)
             PixelVectorizer(inputCol="gray", outputCol="v").transform(gray).select("v").collect()
