@@ -95,6 +95,45 @@ def test_a_model_saved_over_connect_predicts_through_connect_and_locally(connect
     assert rows(through_spark.stdout) == rows(local.stdout) and len(rows(local.stdout)) > 0
 
 
+def _python_daemons(server_pid: int) -> list[int]:
+    """The pyspark.daemon processes the server's JVM started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == server_pid:
+                if b"pyspark.daemon" in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def test_client_runs_share_the_servers_python_workers(connect, cifar_py, tmp_path):
+    # Spark's SparkConnectServer isolates sessions, and each client run got (and left behind) a
+    # Python daemon of its own; sparkvision's server shares one across clients.
+    address, env = connect
+    pid = json.loads((Path(env["XDG_CACHE_HOME"]) / "sparkvision" / "connect" / "server.json").read_text())["pid"]
+    for name in ("first", "second"):
+        done = run_cli(*_run_args(cifar_py, tmp_path, name, "--num-trees", "1", "--max-depth", "1"),
+                       "--remote", address, env=env, timeout=400)
+        assert done.returncode == 0, done.stderr
+    assert len(_python_daemons(pid)) == 1
+
+
+def test_a_server_running_other_sparkvision_code_is_a_clear_error(connect, cifar_py, tmp_path):
+    address, env = connect
+    state = Path(env["XDG_CACHE_HOME"]) / "sparkvision" / "connect" / "server.json"
+    original = state.read_text()
+    state.write_text(json.dumps({**json.loads(original), "package": "0000000000000000"}))  # as if started by other code
+    try:
+        result = run_cli(*_run_args(cifar_py, tmp_path, "out"), "--remote", "local", env=env, timeout=120)
+    finally:
+        state.write_text(original)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "runs other sparkvision code" in result.stderr and "sparkvision server stop" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_server_status_and_a_second_start(connect):
     address, env = connect
     status = run_cli("server", "status", env=env)

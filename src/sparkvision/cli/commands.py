@@ -28,8 +28,20 @@ def _spark_settings(args: argparse.Namespace):
 
 
 
+def _launch_local_server(args: argparse.Namespace) -> None:
+    """With ``--remote local``, start the resident server's process first: its JVM then starts
+    while this process imports the pipeline and checks the data, and the session waits less."""
+    from sparkvision.runtime.connect import remote_url
+
+    if (args.remote or remote_url()) == "local":
+        from sparkvision.runtime import server
+
+        server.launch()  # its one line is printed even with --quiet, as when the session starts it
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``sparkvision run``: the whole pipeline, then a short summary."""
+    _launch_local_server(args)
     from sparkvision.jobs.run import RunConfig, run_job
     from sparkvision.runtime.fs import default_work_dir
 
@@ -69,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """``sparkvision experiment``: every scenario, then the report and a final table."""
+    _launch_local_server(args)
     from sparkvision.experiments.runner import run_experiment
     from sparkvision.experiments.spec import load_experiment
     from sparkvision.runtime.fs import default_work_dir
@@ -137,7 +150,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         print("no Spark Connect server is running (start one with `sparkvision server start`)")
         return 3
     memory = format_memory(now.rss_bytes) if now.rss_bytes else "unknown"
-    print(f"running: {now.address} (pid {now.pid}), {memory} resident memory; log: {now.log}")
+    print(f"running: {now.address} (pid {now.pid}), {memory} resident memory (its JVM, Python driver and "
+          f"workers); log: {now.log}")
     return 0
 
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from sparkvision.features.names import parse_feature_set
-from sparkvision.features.patches import PatchFeatures
 from sparkvision.features.pixels import Grayscale, PixelVectorizer
+
+
+def _patch_features():
+    # Imported when a patch feature set is asked for: its numerics load numba (0.4 s), which
+    # a gray or RGB run does not need.
+    from sparkvision.features.patches import PatchFeatures
+
+    return PatchFeatures
 
 
 def feature_size(features: str, info) -> int:
     """How many values a feature set gives per image of the table described by ``info``."""
     kind, k = parse_feature_set(features)
     if kind == "patches":
-        return PatchFeatures(k=k).numFeatures()
+        return _patch_features()(k=k).numFeatures()
     return info.height * info.width * (1 if kind == "gray" else info.channels)
-
 
 
 def feature_stages(features: str, *, shape: tuple[int, int, int] = (32, 32, 3), seed: int = 42) -> list:
@@ -30,5 +36,5 @@ def feature_stages(features: str, *, shape: tuple[int, int, int] = (32, 32, 3), 
                 PixelVectorizer(inputCol="gray", outputCol="features")]
     if kind == "rgb":
         return [PixelVectorizer(inputCol="data", outputCol="features")]
-    return [PatchFeatures(inputCol="data", outputCol="features", k=k, seed=seed, imageHeight=shape[0],
+    return [_patch_features()(inputCol="data", outputCol="features", k=k, seed=seed, imageHeight=shape[0],
                           imageWidth=shape[1], imageChannels=shape[2])]

@@ -24,7 +24,12 @@ def warm_python_workers(spark) -> threading.Thread:
     does both earlier: it runs Grayscale and PixelVectorizer on two blank 2×2 images per core,
     so its workers are the ones the feature UDFs reuse (``spark.python.worker.reuse``, on by
     default). Failures are ignored: the real tasks start their own workers as before. Returns
-    the thread. Classic sessions only: a Connect server's workers outlive each client's run.
+    the thread.
+
+    Classic sessions only. sparkvision's own Connect server keeps its workers warm from one
+    client to the next (:mod:`sparkvision.runtime.server`); on another Connect server each session
+    gets workers of its own, but a client has next to nothing to do before its fit, so the
+    warm-up job would start with the fit's first job (measured on 2026-12-01: no gain).
     """
     tasks = parallelism(spark)
 

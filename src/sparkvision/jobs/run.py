@@ -180,7 +180,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             with p.phase("session", f"starting Spark ({where})"):
                 if spark is None:  # a new session: its Python workers are not started yet
                     spark = build_session(config.spark)
-                    if not is_connect(spark):  # a Connect server's workers outlive each client's run
+                    if not is_connect(spark):  # see warm_python_workers: classic sessions only
                         warm_python_workers(spark)
             shape = (source.height, source.width, source.channels)
             reads_images = CLASSIFIERS[config.model].reads_images

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from sparkvision import defaults
 from sparkvision.errors import ConfigError
 from sparkvision.runtime import server
-from sparkvision.runtime.cluster import package_zip
+from sparkvision.runtime.cluster import package_fingerprint, package_zip
 
 PROBE_TIMEOUT_S = 3.0
 _SHIPPED: set[str] = set()  # Connect session ids the package was added to
@@ -48,7 +48,8 @@ def _endpoint(url: str) -> tuple[str, int]:
 
 def connect_session(remote: str, *, conf: dict[str, str] | None = None, progress: bool = True):
     """A Spark Connect session to ``remote`` (``sc://HOST:PORT``, or ``local``), with the package
-    added as an artifact so the server's Python workers import this version of sparkvision."""
+    added as an artifact so the server's Python workers import this version of sparkvision
+    (sparkvision's own server has it installed: see :func:`ship_package`)."""
     from pyspark.sql import SparkSession
 
     if remote == "local":
@@ -83,15 +84,31 @@ def connect_session(remote: str, *, conf: dict[str, str] | None = None, progress
         except Exception as exc:  # a static setting: fixed when the server started
             raise ConfigError(f"--conf {key}={value}: the Spark Connect server does not take this setting from a "
                               f"client ({str(exc).strip().splitlines()[0]}); set it where the server starts.") from None
-    ship_package(spark)
+    ship_package(spark, remote)
     return spark
 
 
-def ship_package(spark) -> None:
-    """Add this process's sparkvision as a Python artifact of the Connect session, once."""
-    if spark.session_id not in _SHIPPED:
+def ship_package(spark, remote: str) -> None:
+    """Add this process's sparkvision as a Python artifact of the Connect session, once.
+
+    Not to sparkvision's own server at ``remote``: its Python workers, shared by every session,
+    import the sparkvision installed beside it (:mod:`sparkvision.runtime.server`). When that is
+    not this process's code (another version, or source edited since it started), they would
+    run the old code, so that is an error saying to restart the server.
+    """
+    if spark.session_id in _SHIPPED:
+        return
+    ours = server.status()
+    if ours.running and ours.address == remote and ours.package is not None:
+        if ours.package != package_fingerprint():
+            raise ConfigError(
+                f"--remote {remote}: sparkvision's server there runs other sparkvision code (package "
+                f"{ours.package}, started by {ours.python}; this process has {package_fingerprint()}: another "
+                "version, or source edited since), and its Python workers would run that. Restart it: "
+                "`sparkvision server stop`, then run again.")
+    else:
         spark.addArtifacts(package_zip(), pyfile=True)
-        _SHIPPED.add(spark.session_id)
+    _SHIPPED.add(spark.session_id)
 
 
 def master(spark) -> str:
