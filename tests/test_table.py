@@ -50,6 +50,20 @@ def test_binary_layout_with_test_batch(spark, tmp_path):
     assert counts == {"train": 50, "test": 10} and table.info.has_test
 
 
+def test_a_test_batch_is_spread_over_the_cores(spark, tmp_path):
+    # Its rows come from one file; unspread, one task held most of them and evaluated alone.
+    from pyspark.sql import functions as F
+
+    from sparkvision.data.ingest import split_table
+
+    write_binary_release(tmp_path, 40, with_test=True)
+    table = ingest_cifar(spark, locate(tmp_path, tmp_path / "w"), tmp_path / "w", progress=False)
+    _, test = split_table(table.df, True, 0.2, 42)
+    per_task = [r["count"] for r in test.groupBy(F.spark_partition_id()).count().collect()]
+    assert sum(per_task) == 40 and len(per_task) == spark.sparkContext.defaultParallelism >= 2
+    assert max(per_task) <= 40 // len(per_task) + 1
+
+
 @pytest.mark.parametrize("damage, error, message", [
     (lambda p: p.write_bytes(p.read_bytes()[:3000]), BadDataError, "data_batch_3: not a readable pickle"),
     (lambda p: p.write_bytes(pickle.dumps({b"labels": [1], b"data": np.zeros((1, 3072), np.uint8)})),
