@@ -38,22 +38,26 @@ def submitted_conf() -> dict[str, str]:
     return dict(SparkConf().getAll())
 
 
-def _package_files() -> tuple[Path, list[Path]]:
-    """The imported ``sparkvision`` package's folder and its files (no bytecode), sorted."""
+def _package() -> Path:
+    """The imported ``sparkvision`` package's folder."""
     import sparkvision
 
-    package = Path(sparkvision.__file__).resolve().parent
-    return package, [f for f in sorted(package.rglob("*"))
-                     if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"]
+    return Path(sparkvision.__file__).resolve().parent
+
+
+def _package_files(package: Path) -> list[Path]:
+    """The package's files (no bytecode), sorted."""
+    return [f for f in sorted(package.rglob("*"))
+            if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"]
 
 
 def package_fingerprint() -> str:
     """A digest of the imported package's files (names and contents): equal only for the same code."""
     import hashlib
 
-    package, files = _package_files()
+    package = _package()
     digest = hashlib.sha256()
-    for file in files:
+    for file in _package_files(package):
         digest.update(str(file.relative_to(package)).encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -62,13 +66,13 @@ def package_zip() -> str:
     """The imported ``sparkvision`` package as a zip (made once per process, removed at exit)."""
     import sparkvision
 
-    package, files = _package_files()
+    package = _package()
     if str(package) not in _ZIPS:
         folder = tempfile.mkdtemp(prefix="sparkvision-pyfiles-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         path = Path(folder) / f"sparkvision-{sparkvision.__version__}.zip"
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-            for file in files:
+            for file in _package_files(package):
                 zf.write(file, Path("sparkvision") / file.relative_to(package))
         _ZIPS[str(package)] = str(path)
     return _ZIPS[str(package)]

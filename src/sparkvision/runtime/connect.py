@@ -100,10 +100,11 @@ def ship_package(spark, remote: str) -> None:
         return
     ours = server.status()
     if ours.running and ours.address == remote and ours.package is not None:
-        if ours.package != package_fingerprint():
+        mine = package_fingerprint()
+        if ours.package != mine:
             raise ConfigError(
                 f"--remote {remote}: sparkvision's server there runs other sparkvision code (package "
-                f"{ours.package}, started by {ours.python}; this process has {package_fingerprint()}: another "
+                f"{ours.package}, started by {ours.python}; this process has {mine}: another "
                 "version, or source edited since), and its Python workers would run that. Restart it: "
                 "`sparkvision server stop`, then run again.")
     else:

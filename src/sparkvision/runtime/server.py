@@ -80,12 +80,6 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _spark_version() -> str:
-    import pyspark
-
-    return pyspark.__version__
-
-
 def _is_server(pid: int) -> bool:
     """``pid`` runs and is a Connect server (not another process that reused the pid)."""
     if not pid_alive(pid):
@@ -198,10 +192,12 @@ def launch(port: int | None = None, *, memory: str | None = None, folder: Path |
         if port_open(HOST, port):
             raise ConfigError(f"port {port} on {HOST} is already in use by another program: start the server on "
                               "another one with `sparkvision server start --port N`.")
+        import pyspark
+
         _, java_line = java_version()  # the same check as a classic run
         # The class archive classic runs made (runtime.class_archive) maps into this JVM too: the
         # same java and jars. The server only maps one; classic runs write it.
-        archive = class_archive.plan(java_binary() or "java", java_line, _spark_version())
+        archive = class_archive.plan(java_binary() or "java", java_line, pyspark.__version__)
         java_options = archive.options if archive.mapping is not None else ""
         log = folder / "server.log"
         log_conf = Path(__file__).with_name("log4j2.properties")
@@ -229,22 +225,27 @@ def start(port: int | None = None, *, memory: str | None = None, folder: Path | 
     folder = folder or state_dir()
     address = launch(port, memory=memory, folder=folder, progress=progress)
     now = status(folder)
-    if not now.running:  # it died at once: say why
-        _wait(-1, 0, folder, 0.0)
+    if not now.running:  # it died at once
+        raise _start_failure(folder)
     _wait(now.pid, int(now.address.rsplit(":", 1)[1]), folder, timeout)
     return address, address in _LAUNCHED
 
 
+def _start_failure(folder: Path) -> ConfigError:
+    """The error for a server that ended while starting, with the end of its log; its state removed."""
+    (folder / "server.json").unlink(missing_ok=True)
+    lines = (folder / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
+    return ConfigError("the Spark Connect server stopped while starting; the end of its log "
+                       f"({folder / 'server.log'}):\n  " + "\n  ".join(lines))
+
+
 def _wait(pid: int, port: int, folder: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() <= deadline:
-        if pid > 0 and port_open(HOST, port):
+    while time.monotonic() < deadline:
+        if port_open(HOST, port):
             return
-        if pid <= 0 or not _is_server(pid):
-            (folder / "server.json").unlink(missing_ok=True)
-            lines = (folder / "server.log").read_text(errors="replace").strip().splitlines()[-5:]
-            raise ConfigError("the Spark Connect server stopped while starting; the end of its log "
-                              f"({folder / 'server.log'}):\n  " + "\n  ".join(lines))
+        if not _is_server(pid):
+            raise _start_failure(folder)
         time.sleep(0.2)
     stop(folder)
     raise ConfigError(f"the Spark Connect server did not accept connections within {timeout:.0f} s; "
