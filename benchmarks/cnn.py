@@ -2,7 +2,8 @@
 PyTorch loop in one process without Spark, back to back on the same machine.
 
     .venv/bin/python benchmarks/cnn.py DATA [--epochs E] [--widths 64,128,128] [--only spark|plain]
-                                            [--processes N] [--param NAME=VALUE] [--json FILE]
+                                            [--processes N] [--param NAME=VALUE] [--batch-sizes 1024,256]
+                                            [--json FILE]
 
 DATA is a folder holding cifar-10-batches-py (make it from ../shared/data with
 make_cifar_batches.py). Steps, each timed:
@@ -74,27 +75,35 @@ def export_split(data: Path, work: Path, folder: Path) -> None:
     spark.stop()
 
 
-def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None) -> dict:
-    """The recipe in this process: training, then hold-out accuracy with TTA."""
+def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None,
+              batch_size: int | None = None) -> dict:
+    """The recipe in this process: training, then hold-out accuracy with TTA. Unset values are the
+    preset's of this CPU's precision, as `sparkvision run` takes them."""
     import numpy as np
     import torch
 
     from sparkvision.models.cnn.inference import Predictor
-    from sparkvision.models.cnn.settings import CNN_DEFAULTS, resolve_precision
+    from sparkvision.models.cnn.settings import CNN_DEFAULTS, resolve_precision, with_preset
     from sparkvision.models.cnn.training import TrainJob, TrainSettings, read_shard, train
 
-    settings = TrainSettings(epochs=float(epochs or CNN_DEFAULTS["epochs"]),
-                             widths=tuple(int(w) for w in (widths.split(",") if widths else CNN_DEFAULTS["widths"])),
-                             precision=resolve_precision("auto", False), threads=2)
+    precision = resolve_precision("auto", False)
+    given = {"epochs": epochs, "widths": [int(w) for w in widths.split(",")] if widths else None,
+             "batchSize": batch_size}
+    given = {k: v for k, v in given.items() if v is not None}
+    values = with_preset({**CNN_DEFAULTS, **given}, precision, set(given))
+    settings = TrainSettings(epochs=float(values["epochs"]), widths=tuple(values["widths"]),
+                             batch_size=int(values["batchSize"]), precision=precision, threads=2)
     train_file = next((folder / "train").glob("part-*.parquet"))
     test_file = next((folder / "test").glob("part-*.parquet"))
-    job = TrainJob([str(train_file)], (32, 32, 3), str(work / "plain-ckpt"), str(work / "plain.safetensors"),
+    # A folder per batch size: a checkpoint left by another run would be resumed from.
+    run = work / f"plain-batch{settings.batch_size}"
+    job = TrainJob([str(train_file)], (32, 32, 3), str(run / "ckpt"), str(run / "plain.safetensors"),
                    settings.to_json(), progress=True)
     t0 = time.perf_counter()
     result = train(json.dumps(job.__dict__))
     t1 = time.perf_counter()
     images, labels = read_shard(str(test_file), (32, 32, 3))
-    predictor = Predictor((work / "plain.safetensors").read_bytes(),
+    predictor = Predictor((run / "plain.safetensors").read_bytes(),
                           {"widths": list(settings.widths), "numClasses": 10, "imageShape": [32, 32, 3],
                            "tta": True, "precision": settings.precision}, threads=2)
     predictions = np.concatenate([predictor.predict_images(images[i:i + 1000].numpy())[1].argmax(1)
@@ -102,7 +111,8 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     t2 = time.perf_counter()
     accuracy = float((predictions == labels.numpy()).mean())
     return {"wall": round(t2 - t0, 1), "train_s": round(t1 - t0, 1), "evaluate_s": round(t2 - t1, 1),
-            "accuracy": accuracy, "precision": settings.precision, "curve": result["curve"],
+            "accuracy": accuracy, "precision": settings.precision, "batch_size": settings.batch_size,
+            "curve": result["curve"],
             "torch": torch.__version__}
 
 
@@ -115,6 +125,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("spark", "plain"), default=None)
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="another --param for the Spark run (e.g. tta=false)")
+    parser.add_argument("--batch-sizes", default=None, metavar="B1,B2,...",
+                        help="the plain loop once per batch size, side by side (default: the preset's, once)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -131,10 +143,14 @@ def main() -> None:
                   f"{record['spark']['accuracy']:.2%}, phases {record['spark']['seconds']}", flush=True)
         if args.only != "spark":
             export_split(args.data, work, tmp_path / "split")
-            record["plain"] = run_plain(tmp_path / "split", work, args.epochs, args.widths)
-            print(f"plain PyTorch, one process: {record['plain']['wall']} s (train {record['plain']['train_s']} s, "
-                  f"evaluate {record['plain']['evaluate_s']} s), accuracy {record['plain']['accuracy']:.2%}",
-                  flush=True)
+            sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [None]
+            for size in sizes:
+                plain = run_plain(tmp_path / "split", work, args.epochs, args.widths, size)
+                record.setdefault("plain_by_batch", []).append(plain)
+                print(f"plain PyTorch, one process, batches of {plain['batch_size']}: {plain['wall']} s "
+                      f"(train {plain['train_s']} s, evaluate {plain['evaluate_s']} s), accuracy "
+                      f"{plain['accuracy']:.2%}", flush=True)
+            record["plain"] = record["plain_by_batch"][0]
         if "spark" in record and "plain" in record:
             record["spark_cost"] = round(record["spark"]["wall"] / record["plain"]["wall"] - 1, 4)
             print(f"Spark's cost: sparkvision / plain = {record['spark']['wall'] / record['plain']['wall']:.3f} "

@@ -20,7 +20,7 @@ TORCH_EXTRA = "pip install 'sparkvision[torch]'"
 CNN_DEFAULTS: dict[str, Any] = {
     "epochs": 4.0,
     "widths": [64, 128, 128],
-    "batchSize": 1024,
+    "batchSize": 256,
     "learningRate": 11.5,
     "weightDecay": 0.0153,
     "labelSmoothing": 0.2,
@@ -30,16 +30,30 @@ CNN_DEFAULTS: dict[str, Any] = {
     "numProcesses": 0,
     "gpu": "auto",
 }
-# Widths and epochs when not given, by the precision that runs: bfloat16 (AMX, AVX512-BF16, GPUs)
-# trains about 3× faster, so it affords airbench's full widths; float32 gets narrower groups and
-# fewer epochs to stay within its time budget (BENCHMARKS.md, "CNN"). The Params' own defaults
-# (CNN_DEFAULTS) are the float32 preset.
+# Widths, epochs and batch size when not given, by the precision that runs: bfloat16 (AMX,
+# AVX512-BF16, GPUs) trains about 3× faster, so it affords airbench's full widths, epochs and
+# 1024-image batches (a GPU needs them to be busy); float32 gets narrower groups and fewer epochs
+# to stay within its time budget, and batches of 256, because so short a schedule is short of
+# steps: 2 epochs at 256 reached 80.5 % where 1024 reached 76.1 % (BENCHMARKS.md, "CNN"). The
+# Params' own defaults (CNN_DEFAULTS) are the float32 preset.
 PRESETS: dict[str, dict[str, Any]] = {
-    "bfloat16": {"widths": [64, 256, 256], "epochs": 10.0},
-    "float32": {"widths": [64, 128, 128], "epochs": 4.0},
+    "bfloat16": {"widths": [64, 256, 256], "epochs": 10.0, "batchSize": 1024},
+    "float32": {"widths": [64, 128, 128], "epochs": 4.0, "batchSize": 256},
 }
 PRECISIONS = ("auto", "float32", "bfloat16")
 GPU_CHOICES = ("auto", "true", "false")
+
+
+def with_preset(values: dict[str, Any], precision: str, given: set[str]) -> dict[str, Any]:
+    """``values`` with the Params of ``precision``'s preset that are not in ``given`` (those the user
+    set) replaced by the preset's.
+
+    >>> with_preset({"epochs": 4.0, "batchSize": 64}, "bfloat16", {"batchSize"})["epochs"]
+    10.0
+    >>> with_preset({"epochs": 4.0, "batchSize": 64}, "bfloat16", {"batchSize"})["batchSize"]
+    64
+    """
+    return {**values, **{name: value for name, value in PRESETS[precision].items() if name not in given}}
 
 
 def _installed(module: str) -> bool:

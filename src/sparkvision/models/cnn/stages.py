@@ -41,8 +41,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField, StructType
 
-from sparkvision.models.cnn.settings import (CNN_DEFAULTS, PRESETS, check_cnn_params, check_safetensors, resolve_precision,
-                                      require_torch)
+from sparkvision.models.cnn.settings import (CNN_DEFAULTS, check_cnn_params, check_safetensors, require_torch,
+                                             resolve_precision, with_preset)
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import num_classes
 from sparkvision.runtime.connect import master, parallelism
@@ -62,7 +62,8 @@ class _CNNParams(HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredict
                    typeConverter=TypeConverters.toFloat)
     widths = Param(Params._dummy(), "widths", "channels of the three conv groups (unset: the precision's preset)",
                    typeConverter=TypeConverters.toListInt)
-    batchSize = Param(Params._dummy(), "batchSize", "training images per step, all processes together",
+    batchSize = Param(Params._dummy(), "batchSize", "training images per step, all processes together "
+                      "(unset: the precision's preset)",
                       typeConverter=TypeConverters.toInt)
     learningRate = Param(Params._dummy(), "learningRate", "peak learning rate per 1024 images (airbench's units)",
                          typeConverter=TypeConverters.toFloat)
@@ -189,9 +190,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         gpu = values["gpu"]
         use_gpu = gpu == "true" or (gpu == "auto" and torch.cuda.is_available())
         precision = resolve_precision(values["precision"], use_gpu)
-        for name, value in PRESETS[precision].items():  # widths and epochs measured for this precision
-            if not self.isSet(self.getParam(name)):
-                values[name] = value
+        values = with_preset(values, precision, {name for name in values if self.isSet(self.getParam(name))})
         processes, threads, local = self._processes(spark, use_gpu)
         classes = num_classes(dataset, self.getLabelCol(), "CNNClassifier")
         shape = self._image_shape(dataset)
@@ -237,7 +236,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         model._set(**{p.name: self.getOrDefault(p) for p in self.params if self.isDefined(p)
                       and model.hasParam(p.name)})
         model._set(precision=precision, numClasses=classes, imageShape=shape, widths=list(values["widths"]),
-                   epochs=float(values["epochs"]))
+                   epochs=float(values["epochs"]), batchSize=int(values["batchSize"]))
         model._weights = weights
         model.trainingSummary = {**(result or {}), "precision": precision, "device": settings.device,
                                  "processes": processes, "threads_per_process": threads,
