@@ -33,10 +33,8 @@ notebook: check-java
 	@$(PY) -m pip install --quiet -e '.[notebook]'
 	$(VENV)/bin/jupyter lab notebooks/cifar10_pipeline.ipynb
 
-# Two pytest workers (pytest-xdist), each test file whole on one of them (its module fixtures, such as a
-# Connect server, start once): while one waits on a child JVM or torchrun, the other computes.
 test: check-java
-	$(PY) -m pytest -q -m "not cluster" -n 2 --dist loadfile
+	$(PY) -m pytest -q -m "not cluster"
 
 # A standalone master and two workers on 127.0.0.1 (tests/test_cluster.py): minutes, so not in `make test`.
 cluster-test: check-java
