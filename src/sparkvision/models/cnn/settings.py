@@ -16,11 +16,19 @@ from sparkvision.errors import ConfigError
 
 TORCH_EXTRA = "pip install 'sparkvision[torch]'"
 
-# The training Params of CNNClassifier (camelCase, as pyspark.ml names them) and their defaults.
+# Widths, epochs and batch size when not given, by the precision that runs: bfloat16 (AMX,
+# AVX512-BF16, GPUs) trains about 3× faster, so it affords airbench's full widths, epochs and
+# 1024-image batches (a GPU needs them to be busy); float32 gets narrower groups and fewer epochs
+# to stay within its time budget, and batches of 256, because so short a schedule is short of
+# steps: 2 epochs at 256 reached 80.5 % where 1024 reached 75.6 % (BENCHMARKS.md, "CNN").
+PRESETS: dict[str, dict[str, Any]] = {
+    "bfloat16": {"widths": [64, 256, 256], "epochs": 10.0, "batchSize": 1024},
+    "float32": {"widths": [64, 128, 128], "epochs": 4.0, "batchSize": 256},
+}
+# The training Params of CNNClassifier (camelCase, as pyspark.ml names them) and their defaults;
+# those a preset holds are the float32 preset's.
 CNN_DEFAULTS: dict[str, Any] = {
-    "epochs": 4.0,
-    "widths": [64, 128, 128],
-    "batchSize": 256,
+    **PRESETS["float32"],
     "learningRate": 11.5,
     "weightDecay": 0.0153,
     "labelSmoothing": 0.2,
@@ -29,16 +37,6 @@ CNN_DEFAULTS: dict[str, Any] = {
     "precision": "auto",
     "numProcesses": 0,
     "gpu": "auto",
-}
-# Widths, epochs and batch size when not given, by the precision that runs: bfloat16 (AMX,
-# AVX512-BF16, GPUs) trains about 3× faster, so it affords airbench's full widths, epochs and
-# 1024-image batches (a GPU needs them to be busy); float32 gets narrower groups and fewer epochs
-# to stay within its time budget, and batches of 256, because so short a schedule is short of
-# steps: 2 epochs at 256 reached 80.5 % where 1024 reached 76.1 % (BENCHMARKS.md, "CNN"). The
-# Params' own defaults (CNN_DEFAULTS) are the float32 preset.
-PRESETS: dict[str, dict[str, Any]] = {
-    "bfloat16": {"widths": [64, 256, 256], "epochs": 10.0, "batchSize": 1024},
-    "float32": {"widths": [64, 128, 128], "epochs": 4.0, "batchSize": 256},
 }
 PRECISIONS = ("auto", "float32", "bfloat16")
 GPU_CHOICES = ("auto", "true", "false")
