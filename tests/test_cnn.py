@@ -24,7 +24,7 @@ from helpers import kill_when, run_cli
 from sparkvision.cli import main
 from sparkvision.models.cnn.inference import Predictor
 from sparkvision.models.cnn.settings import check_safetensors, cpu_has_native_bfloat16, resolve_precision
-from sparkvision.models.cnn.training import lr_factor
+from sparkvision.models.cnn.training import TrainJob, TrainSettings, lr_factor, train
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import label_with_classes
 from sparkvision.data.ingest import split_table
@@ -134,6 +134,7 @@ def test_a_run_killed_mid_training_resumes_after_its_last_finished_epoch(spark, 
     (["--param", "widths=64,x,128"], "widths"),
     (["--param", "precision=float16"], "precision"),
     (["--param", "batchSize=0"], "batchSize"),
+    (["--param", "optimizer=adam"], "optimizer"),
     (["--features", "patches"], "--features"),
 ])
 def test_bad_params_are_refused_before_spark_starts(tmp_path, args, named):
@@ -182,3 +183,35 @@ def test_safetensors_check_and_precision_choice():
     assert lr_factor(0, 100) == pytest.approx(0.2) and lr_factor(23, 100) == pytest.approx(1.0)
     assert lr_factor(100, 100) == pytest.approx(0.07)
     assert sys.modules.get("torch") is not None
+
+
+def _shard(tmp_path: Path, n: int = 320) -> str:
+    from sparkvision.data.sources.synthetic import synthetic_images
+
+    labels, data = synthetic_images(n, seed=3)
+    rgb = data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).reshape(n, -1)
+    path = tmp_path / "shard.parquet"
+    pq.write_table(pa.table({"label": pa.array(labels, pa.int32()),
+                             "data": pa.array([row.tobytes() for row in rgb], pa.binary())}), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optimizer):
+    """In this process, without Spark: each update rule lowers the loss when a step's batch is
+    summed over chunks, and its checkpoint holds every optimizer's state, loadable without pickle."""
+    import torch
+
+    from sparkvision.models.cnn.training import CHECKPOINT_FILE
+
+    settings = TrainSettings(epochs=3, widths=(8, 16, 16), batch_size=64, micro_batch=16, optimizer=optimizer,
+                             lr={"sgd": 11.5, "muon": 0.24}[optimizer])
+    job = TrainJob([_shard(tmp_path)], (32, 32, 3), str(tmp_path / "epochs"), str(tmp_path / "w.safetensors"),
+                   settings.to_json(), progress=False)
+    result = train(json.dumps(job.__dict__))
+    losses = [p["loss"] for p in result["curve"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert result["steps"] == 3 * (320 // 64)
+    state = torch.load(tmp_path / "epochs" / CHECKPOINT_FILE, weights_only=True)
+    assert set(state["optimizer"]) == ({"sgd", "muon"} if optimizer == "muon" else {"sgd"})
+    assert all(len(opt["state"]) > 0 for opt in state["optimizer"].values())  # momentum buffers saved

@@ -25,7 +25,7 @@ from sparkvision.errors import ConfigError, task_errors
 from sparkvision.evaluation import evaluate
 from sparkvision.features.sets import feature_size, feature_stages
 from sparkvision.features.warmup import warm_python_workers
-from sparkvision.models.cnn.settings import require_torch
+from sparkvision.models.cnn.settings import CHECKPOINT_FORMAT, require_torch
 from sparkvision.models.fitting import check_on_jvm, fit_pipeline, label_with_classes
 from sparkvision.models.persistence import save_model
 from sparkvision.models.registry import CLASSIFIERS, build_classifier, check_params
@@ -153,12 +153,14 @@ def cnn_checkpoint_dir(config: RunConfig, table_fingerprint: str) -> Path:
     """``WORK/cnn/<key>``: the CNN's shard and epoch checkpoints for this table, split and settings.
 
     The key covers everything that decides what training computes, so only the same command
-    (same data, seed, hold-out and Params) resumes from it.
+    (same data, seed, hold-out and Params) resumes from it, and the checkpoints' format, so a
+    version whose presets or checkpoints differ starts afresh.
     """
     import hashlib
 
     key = json.dumps({"table": table_fingerprint, "seed": config.seed, "test_fraction": config.test_fraction,
-                      "model": config.model, "params": config.model_params()}, sort_keys=True)
+                      "model": config.model, "params": config.model_params(), "format": CHECKPOINT_FORMAT},
+                     sort_keys=True)
     return Path(config.work_dir).absolute() / "cnn" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

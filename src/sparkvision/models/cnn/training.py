@@ -17,6 +17,7 @@ only on the seed, the epoch and the rank, so the resumed run sees what the first
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -53,6 +54,8 @@ class TrainSettings:
     flip: bool = True                  # alternating horizontal flips
     tta: bool = True                   # test-time augmentation at prediction (mirror + 1-pixel shifts)
     precision: str = "float32"         # float32 or bfloat16 (autocast), resolved from "auto" by the driver
+    optimizer: str = "sgd"             # sgd: airbench94's Nesterov SGD + lookahead; muon: airbench94_muon's
+    micro_batch: int = 0               # images per forward pass in a process, gradients summed over a step (0: all)
     num_classes: int = 10
     seed: int = 42
     threads: int = 1                   # torch threads per process
@@ -133,24 +136,151 @@ def precision_dtype(precision: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
 
 
-def build_optimizer(net, s: TrainSettings, per_step_images: int):
-    """Nesterov SGD in three groups: weights, BatchNorm biases (higher rate) and the whitening
-    bias (its own group, so its rate can drop to 0 after ``whiten_bias_epochs`` without changing
-    which parameters need gradients, which DDP fixes at construction)."""
+def _steps_scale(momentum: float) -> float:
+    """airbench's unit of rates: 1024 images, times the momentum's gain (1 + 1/(1 - momentum))."""
+    return 1024 * (1 + 1 / (1 - momentum))
+
+
+class _Optimizers:
+    """Several torch optimizers stepped, zeroed, saved and restored as one."""
+
+    uses_lookahead = False
+
+    def __init__(self, **optimizers: Any) -> None:
+        self.optimizers = optimizers
+
+    def step(self) -> None:
+        for opt in self.optimizers.values():
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state[name])
+
+
+class SGDRecipe(_Optimizers):
+    """airbench94: Nesterov SGD in three groups (weights, BatchNorm biases at a higher rate, the
+    whitening bias in a group of its own so its rate can drop to 0 after ``whiten_bias_epochs``
+    without changing which parameters need gradients, which DDP fixes at construction), on a
+    triangular schedule; the weights are averaged by :class:`Lookahead` alongside."""
+
+    uses_lookahead = True
+
+    def __init__(self, net, s: "TrainSettings", per_step_images: int) -> None:
+        import torch
+
+        lr = s.lr / _steps_scale(s.momentum)
+        wd = s.weight_decay * per_step_images / _steps_scale(s.momentum)
+        lr_biases = lr * s.bias_scaler
+        named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
+        norm_biases = [p for k, p in named if "norm" in k]
+        whiten_bias = [p for k, p in named if k.endswith("whiten.bias")]
+        other = [p for k, p in named if "norm" not in k and not k.endswith("whiten.bias")]
+        groups = [dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases, base_lr=lr_biases),
+                  dict(params=other, lr=lr, weight_decay=wd / lr, base_lr=lr),
+                  dict(params=whiten_bias, lr=lr, weight_decay=wd / lr, base_lr=lr)]
+        super().__init__(sgd=torch.optim.SGD(groups, momentum=s.momentum, nesterov=True))
+
+    def set_rates(self, step: int, total: int, whiten_bias_steps: int) -> None:
+        """The rates of ``step`` of ``total``."""
+        factor = lr_factor(step, total)
+        for index, group in enumerate(self.optimizers["sgd"].param_groups):
+            off = index == 2 and step >= whiten_bias_steps
+            group["lr"] = 0.0 if off else group["base_lr"] * factor
+
+
+def orthogonalise(g, steps: int = 3, eps: float = 1e-7):
+    """The 2-D matrix ``g`` made roughly orthogonal (near U·Vᵀ of its SVD) by a quintic
+    Newton-Schulz iteration whose coefficients make small singular values grow fast; they end
+    between about 0.5 and 1.5, which trains as well as exact (airbench94_muon).
+
+    >>> import torch
+    >>> s = torch.linalg.svdvals(orthogonalise(torch.randn(16, 40, generator=torch.Generator().manual_seed(0))))
+    >>> bool(((s > 0.5) & (s < 1.5)).all())
+    True
+    """
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (g.norm() + eps)  # the top singular value at most 1
+    tall = g.size(0) > g.size(1)
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+def _muon(params: list, lr: float, momentum: float):
+    """Keller Jordan's Muon: Nesterov momentum whose update is orthogonalised per filter bank
+    (a matrix of out × in·k·k), on weights kept at a norm of √out."""
     import torch
 
-    kilostep_scale = 1024 * (1 + 1 / (1 - s.momentum))
-    lr = s.lr / kilostep_scale
-    wd = s.weight_decay * per_step_images / kilostep_scale
-    lr_biases = lr * s.bias_scaler
-    named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
-    norm_biases = [p for k, p in named if "norm" in k]
-    whiten_bias = [p for k, p in named if k.endswith("whiten.bias")]
-    other = [p for k, p in named if "norm" not in k and not k.endswith("whiten.bias")]
-    groups = [dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases, base_lr=lr_biases),
-              dict(params=other, lr=lr, weight_decay=wd / lr, base_lr=lr),
-              dict(params=whiten_bias, lr=lr, weight_decay=wd / lr, base_lr=lr)]
-    return torch.optim.SGD(groups, momentum=s.momentum, nesterov=True)
+    class Muon(torch.optim.Optimizer):
+        @torch.no_grad()
+        def step(self) -> None:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = torch.zeros_like(p.grad)
+                    buf = state["momentum_buffer"].mul_(group["momentum"]).add_(p.grad)
+                    update = p.grad.add(buf, alpha=group["momentum"])
+                    p.mul_(len(p) ** 0.5 / p.norm())
+                    p.add_(orthogonalise(update.reshape(len(p), -1)).view(p.shape), alpha=-group["lr"])
+
+    return Muon(params, dict(lr=lr, momentum=momentum))
+
+
+MUON_MOMENTUM = 0.6
+MUON_BIAS_RATIO = 0.053 / 0.24   # airbench94_muon: biases at 0.053 when the filters' rate is 0.24
+# and its head at 0.67, for logits scaled by 1/256 with unit-std weights; ours are scaled by 1/9, so
+# the same steps in our parametrisation are (9/256)² as large.
+MUON_HEAD_RATIO = 0.67 * (9 / 256) ** 2 / 0.24
+
+
+class MuonRecipe(_Optimizers):
+    """airbench94_muon: Muon for the conv filters (``lr`` is their rate), Nesterov SGD for the
+    biases and the head at fixed ratios of it; every rate decays linearly to 0, the whitening
+    bias's over its own, shorter span. No weight averaging."""
+
+    def __init__(self, net, s: "TrainSettings", per_step_images: int) -> None:
+        import torch
+
+        wd = s.weight_decay * per_step_images / _steps_scale(s.momentum)
+        named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
+        filters = [p for k, p in named if p.ndim == 4]
+        whiten_bias = [p for k, p in named if k.endswith("whiten.bias")]
+        norm_biases = [p for k, p in named if "norm" in k]
+        head = [p for k, p in named if k.startswith("head")]
+        groups = [dict(params=params, lr=s.lr * ratio, weight_decay=wd / (s.lr * ratio), base_lr=s.lr * ratio)
+                  for params, ratio in ((whiten_bias, MUON_BIAS_RATIO), (norm_biases, MUON_BIAS_RATIO),
+                                        (head, MUON_HEAD_RATIO))]
+        muon = _muon(filters, lr=s.lr, momentum=MUON_MOMENTUM)
+        muon.param_groups[0]["base_lr"] = s.lr
+        super().__init__(sgd=torch.optim.SGD(groups, momentum=s.momentum, nesterov=True), muon=muon)
+
+    def set_rates(self, step: int, total: int, whiten_bias_steps: int) -> None:
+        """The rates of ``step`` of ``total``."""
+        sgd, muon = self.optimizers["sgd"], self.optimizers["muon"]
+        whiten = sgd.param_groups[0]
+        whiten["lr"] = whiten["base_lr"] * max(0.0, 1 - step / max(whiten_bias_steps, 1))
+        for group in sgd.param_groups[1:] + muon.param_groups:
+            group["lr"] = group["base_lr"] * (1 - step / total)
+
+
+def build_optimizer(net, s: "TrainSettings", per_step_images: int) -> SGDRecipe | MuonRecipe:
+    """The update rule ``s.optimizer`` names, with its schedule."""
+    recipes = {"sgd": SGDRecipe, "muon": MuonRecipe}
+    return recipes[s.optimizer](net, s, per_step_images)
 
 
 class Lookahead:
@@ -232,6 +362,7 @@ def train(job_json: str) -> dict[str, Any]:
         net.init_whitening(images[:WHITEN_SAMPLE])
         net = net.to(device).to(memory_format=torch.channels_last)
         optimizer = build_optimizer(net, s, per_rank_batch * world)
+        averaging = optimizer.uses_lookahead
         lookahead = Lookahead(net)
         ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
         curve: list[dict[str, Any]] = []
@@ -268,28 +399,31 @@ def train(job_json: str) -> dict[str, Any]:
                 if step >= total_steps:
                     break
                 idx = order[b * per_rank_batch:(b + 1) * per_rank_batch]
-                x = translate(epoch_images[idx], s.translate, g).contiguous(memory_format=torch.channels_last)
-                y = labels[idx]
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                factor = lr_factor(step, total_steps)
-                for group_index, group in enumerate(optimizer.param_groups):
-                    off = group_index == 2 and step >= whiten_bias_steps
-                    group["lr"] = 0.0 if off else group["base_lr"] * factor
-                with torch.autocast(autocast_device, dtype=dtype, enabled=dtype != torch.float32):
-                    out = model(x)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=s.label_smoothing, reduction="none").sum()
+                optimizer.set_rates(step, total_steps, whiten_bias_steps)
                 optimizer.zero_grad(set_to_none=True)
-                # The recipe's rates are for the loss summed over the whole batch; DDP averages the
-                # processes' gradients, which would divide that sum (and the step) by their number.
-                (loss * world if distributed else loss).backward()
+                chunks = idx.split(s.micro_batch) if s.micro_batch else (idx,)
+                for c, chunk in enumerate(chunks):
+                    # Gradients add up over the chunks; DDP exchanges them once, after the last.
+                    last = c == len(chunks) - 1
+                    with (model.no_sync() if distributed and not last else contextlib.nullcontext()):
+                        x = translate(epoch_images[chunk], s.translate, g).contiguous(memory_format=torch.channels_last)
+                        y = labels[chunk]
+                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                        with torch.autocast(autocast_device, dtype=dtype, enabled=dtype != torch.float32):
+                            out = model(x)
+                        loss = F.cross_entropy(out.float(), y, label_smoothing=s.label_smoothing,
+                                               reduction="none").sum()
+                        # The recipe's rates are for the loss summed over the whole batch; DDP averages
+                        # the processes' gradients, which would divide that sum (and the step) by their number.
+                        (loss * world if distributed else loss).backward()
+                    loss_sum += float(loss.detach())
+                    correct += int((out.detach().argmax(1) == y).sum())
+                    seen += len(y)
                 optimizer.step()
                 step += 1
-                if step % LOOKAHEAD_EVERY == 0:
+                if averaging and step % LOOKAHEAD_EVERY == 0:
                     lookahead.update(net, lookahead_decay(step, total_steps))
-                loss_sum += float(loss.detach())
-                correct += int((out.detach().argmax(1) == y).sum())
-                seen += len(y)
-            if step >= total_steps:
+            if averaging and step >= total_steps:
                 if step % LOOKAHEAD_EVERY:  # the steps since the last update count too (a short run may have no other)
                     lookahead.update(net, lookahead_decay(step, total_steps))
                 lookahead.update(net, 1.0)  # the last weights are the average's
