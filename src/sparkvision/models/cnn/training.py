@@ -217,9 +217,10 @@ def orthogonalise(g, steps: int = 3, eps: float = 1e-7):
     return x.T if tall else x
 
 
-def _muon(params: list, lr: float, momentum: float):
+def _muon(params: list, lr: float, momentum: float, dtype):
     """Keller Jordan's Muon: Nesterov momentum whose update is orthogonalised per filter bank
-    (a matrix of out × in·k·k), on weights kept at a norm of √out."""
+    (a matrix of out × in·k·k, in ``dtype``: bfloat16 where it trains in bfloat16, as airbench94_muon
+    does), on weights kept at a norm of √out."""
     import torch
 
     class Muon(torch.optim.Optimizer):
@@ -235,7 +236,8 @@ def _muon(params: list, lr: float, momentum: float):
                     buf = state["momentum_buffer"].mul_(group["momentum"]).add_(p.grad)
                     update = p.grad.add(buf, alpha=group["momentum"])
                     p.mul_(len(p) ** 0.5 / p.norm())
-                    p.add_(orthogonalise(update.reshape(len(p), -1)).view(p.shape), alpha=-group["lr"])
+                    step = orthogonalise(update.reshape(len(p), -1).to(dtype)).to(p.dtype)
+                    p.add_(step.view(p.shape), alpha=-group["lr"])
 
     return Muon(params, dict(lr=lr, momentum=momentum))
 
@@ -264,7 +266,7 @@ class MuonRecipe(_Optimizers):
         groups = [dict(params=params, lr=s.lr * ratio, weight_decay=wd / (s.lr * ratio), base_lr=s.lr * ratio)
                   for params, ratio in ((whiten_bias, MUON_BIAS_RATIO), (norm_biases, MUON_BIAS_RATIO),
                                         (head, MUON_HEAD_RATIO))]
-        muon = _muon(filters, lr=s.lr, momentum=MUON_MOMENTUM)
+        muon = _muon(filters, lr=s.lr, momentum=MUON_MOMENTUM, dtype=precision_dtype(s.precision))
         muon.param_groups[0]["base_lr"] = s.lr
         super().__init__(sgd=torch.optim.SGD(groups, momentum=s.momentum, nesterov=True), muon=muon)
 
