@@ -91,8 +91,9 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
              "batchSize": batch_size}
     given = {k: v for k, v in given.items() if v is not None}
     values = with_preset({**CNN_DEFAULTS, **given}, precision, set(given))
-    settings = TrainSettings(epochs=float(values["epochs"]), widths=tuple(values["widths"]),
-                             batch_size=int(values["batchSize"]), precision=precision, threads=2)
+    # The same settings as CNNClassifier's, but one process of two threads.
+    settings = TrainSettings.from_params(values, precision=precision, num_classes=10, seed=42, threads=2,
+                                         use_gpu=False)
     train_file = next((folder / "train").glob("part-*.parquet"))
     test_file = next((folder / "test").glob("part-*.parquet"))
     # A folder per batch size: a checkpoint left by another run would be resumed from.

@@ -1,9 +1,11 @@
 """Training and inference rates of the CNN on this CPU, by widths, precision and threads.
 
-    .venv/bin/python benchmarks/cnn_rates.py [--threads 2] [--widths 64,128,128 64,256,256] [--seconds 6]
+    .venv/bin/python benchmarks/cnn_rates.py [--threads 2] [--widths 64,128,128 64,256,256] [--batches 256]
+                                             [--seconds 6]
 
 Random images, one process, no Spark: the network's own speed (a training step is forward,
-backward and a Nesterov SGD step on a batch of 256). It shows whether bfloat16 pays on this
+backward and a Nesterov SGD step on a batch of 256, or of each of ``--batches``: a core is
+faster on small batches, which is why training computes a step in chunks of 128). It shows whether bfloat16 pays on this
 CPU: native only with AMX or AVX512-BF16 (``cnn.settings.cpu_has_native_bfloat16``); elsewhere
 PyTorch emulates it.
 """
@@ -57,17 +59,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
     parser.add_argument("--widths", nargs="+", default=["64,128,128", "64,256,256"])
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[256])
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; native bfloat16: {cpu_has_native_bfloat16()}; torch {torch.__version__}")
-    print("| widths | precision | threads | training images/s | inference images/s (one view) |")
-    print("|---|---|---:|---:|---:|")
+    print("| widths | precision | threads | batch | training images/s | inference images/s (one view) |")
+    print("|---|---|---:|---:|---:|---:|")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for widths in args.widths:
             for precision in args.precisions:
-                train, infer = rate(tuple(int(w) for w in widths.split(",")), precision, args.seconds)
-                print(f"| {widths.replace(',', '/')} | {precision} | {threads} | {train:,.0f} | {infer:,.0f} |", flush=True)
+                for batch in args.batches:
+                    train, infer = rate(tuple(int(w) for w in widths.split(",")), precision, args.seconds, batch)
+                    print(f"| {widths.replace(',', '/')} | {precision} | {threads} | {batch} | {train:,.0f} "
+                          f"| {infer:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

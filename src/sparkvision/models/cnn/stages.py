@@ -49,10 +49,6 @@ from sparkvision.runtime.connect import master, parallelism
 from sparkvision.runtime.fs import atomic_output
 from sparkvision.runtime.stage_io import ParamsWriter
 
-# Images per forward pass in a CPU training process: a step's batch is summed over such chunks.
-# One core trains 64/256/256 in bfloat16 at 407 images/s in chunks of 128, 367 in 256 and fewer in
-# bigger ones (their activations leave the caches); a GPU takes the whole batch at once.
-CPU_MICRO_BATCH = 128
 PREDICT_BATCH = 256  # images per predict_batch_udf call: big enough for the convolutions, small in memory
 
 
@@ -211,16 +207,9 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
             shard_files = _write_shard(dataset.select(F.col(self.getLabelCol()).cast("int").alias("label"),
                                                       F.col(self.getInputCol()).alias("data")),
                                        folder / f"shard-{processes}", processes)
-            augment = bool(values["augment"])
-            settings = TrainSettings(epochs=float(values["epochs"]), widths=tuple(values["widths"]),
-                                     batch_size=int(values["batchSize"]), lr=float(values["learningRate"]),
-                                     weight_decay=float(values["weightDecay"]), optimizer=values["optimizer"],
-                                     micro_batch=0 if use_gpu else CPU_MICRO_BATCH,
-                                     label_smoothing=float(values["labelSmoothing"]),
-                                     translate=2 if augment else 0, flip=augment, tta=bool(values["tta"]),
-                                     precision=precision, num_classes=classes,
-                                     seed=int(self.getOrDefault(self.seed)), threads=threads,
-                                     device="cuda" if use_gpu else "cpu")
+            settings = TrainSettings.from_params(values, precision=precision, num_classes=classes,
+                                                 seed=int(self.getOrDefault(self.seed)), threads=threads,
+                                                 use_gpu=use_gpu)
             shard_s = time.perf_counter() - started
             weights_path = folder / WEIGHTS_FILE
             job = TrainJob(shard_files=shard_files, image_shape=tuple(shape), checkpoint_dir=str(folder / "epochs"),
