@@ -4,10 +4,10 @@
                                              [--seconds 6]
 
 Random images, one process, no Spark: the network's own speed (a training step is forward,
-backward and a Nesterov SGD step on a batch of 256, or of each of ``--batches``: a core is
-faster on small batches, which is why training computes a step in chunks of 128). It shows whether bfloat16 pays on this
-CPU: native only with AMX or AVX512-BF16 (``cnn.settings.cpu_has_native_bfloat16``); elsewhere
-PyTorch emulates it.
+backward and a Nesterov SGD step on a batch of 256, or of each of ``--batches``: a core is faster
+on small batches, which is why training computes a step in chunks of 128). It shows whether
+bfloat16 pays on this CPU: native only with AMX or AVX512-BF16
+(``cnn.settings.cpu_has_native_bfloat16``); elsewhere PyTorch emulates it.
 """
 
 from __future__ import annotations

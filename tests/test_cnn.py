@@ -23,7 +23,8 @@ from pyspark.ml import PipelineModel
 from helpers import kill_when, run_cli
 from sparkvision.cli import main
 from sparkvision.models.cnn.inference import Predictor
-from sparkvision.models.cnn.settings import check_safetensors, cpu_has_native_bfloat16, resolve_precision
+from sparkvision.models.cnn.settings import (LEARNING_RATES, check_safetensors, cpu_has_native_bfloat16,
+                                             resolve_precision)
 from sparkvision.models.cnn.training import TrainJob, TrainSettings, lr_factor, train
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import label_with_classes
@@ -205,7 +206,7 @@ def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optim
     from sparkvision.models.cnn.training import CHECKPOINT_FILE
 
     settings = TrainSettings(epochs=3, widths=(8, 16, 16), batch_size=64, micro_batch=16, optimizer=optimizer,
-                             lr={"sgd": 11.5, "muon": 0.24}[optimizer])
+                             lr=LEARNING_RATES[optimizer])
     job = TrainJob([_shard(tmp_path)], (32, 32, 3), str(tmp_path / "epochs"), str(tmp_path / "w.safetensors"),
                    settings.to_json(), progress=False)
     result = train(json.dumps(job.__dict__))

@@ -259,7 +259,7 @@ def _muon(params: list, lr: float, momentum: float, dtype):
                     step = orthogonalise(update.reshape(len(p), -1).to(dtype)).to(p.dtype)
                     p.add_(step.view(p.shape), alpha=-group["lr"])
 
-    return Muon(params, dict(lr=lr, momentum=momentum))
+    return Muon([dict(params=params, base_lr=lr)], dict(lr=lr, momentum=momentum))
 
 
 MUON_MOMENTUM = 0.6
@@ -287,7 +287,6 @@ class MuonRecipe(_Optimizers):
                   for params, ratio in ((whiten_bias, MUON_BIAS_RATIO), (norm_biases, MUON_BIAS_RATIO),
                                         (head, MUON_HEAD_RATIO))]
         muon = _muon(filters, lr=s.lr, momentum=MUON_MOMENTUM, dtype=precision_dtype(s.precision))
-        muon.param_groups[0]["base_lr"] = s.lr
         super().__init__(sgd=torch.optim.SGD(groups, momentum=s.momentum, nesterov=True), muon=muon)
 
     def set_rates(self, step: int, total: int, whiten_bias_steps: int) -> None:
@@ -384,8 +383,8 @@ def train(job_json: str) -> dict[str, Any]:
         net.init_whitening(images[:WHITEN_SAMPLE])
         net = net.to(device).to(memory_format=torch.channels_last)
         optimizer = build_optimizer(net, s, per_rank_batch * world)
-        averaging = optimizer.uses_lookahead
-        lookahead = Lookahead(net)
+        # Only the SGD rule averages weights: Muon's runs neither keep nor checkpoint a second copy.
+        lookahead = Lookahead(net) if optimizer.uses_lookahead else None
         ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
         curve: list[dict[str, Any]] = []
         first_epoch = 0
@@ -393,7 +392,8 @@ def train(job_json: str) -> dict[str, Any]:
             state = torch.load(ckpt_path, map_location=device, weights_only=True)
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            lookahead.average = state["lookahead"]
+            if lookahead:
+                lookahead.average = state["lookahead"]
             first_epoch, curve = int(state["epoch"]), json.loads(state["curve"])
             if rank == 0 and job.progress:
                 _say(f"  resuming from {ckpt_path} after epoch {first_epoch}/{epochs}")
@@ -443,9 +443,9 @@ def train(job_json: str) -> dict[str, Any]:
                     seen += len(y)
                 optimizer.step()
                 step += 1
-                if averaging and step % LOOKAHEAD_EVERY == 0:
+                if lookahead and step % LOOKAHEAD_EVERY == 0:
                     lookahead.update(net, lookahead_decay(step, total_steps))
-            if averaging and step >= total_steps:
+            if lookahead and step >= total_steps:
                 if step % LOOKAHEAD_EVERY:  # the steps since the last update count too (a short run may have no other)
                     lookahead.update(net, lookahead_decay(step, total_steps))
                 lookahead.update(net, 1.0)  # the last weights are the average's
@@ -457,7 +457,7 @@ def train(job_json: str) -> dict[str, Any]:
             if rank == 0:
                 Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "lookahead": lookahead.average, "epoch": epoch + 1,
+                                    "lookahead": lookahead.average if lookahead else {}, "epoch": epoch + 1,
                                     "curve": json.dumps(curve)}, ckpt_path)
                 if job.progress:
                     left = (epochs - epoch - 1) * seconds
