@@ -197,16 +197,18 @@ def _shard(tmp_path: Path, n: int = 320) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
-def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,micro_batch", [("sgd", 16), ("muon", 16), ("muon", 0)],
+                         ids=["sgd-chunks", "muon-chunks", "muon-whole-batch"])
+def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optimizer, micro_batch):
     """In this process, without Spark: each update rule lowers the loss when a step's batch is
-    summed over chunks, and its checkpoint holds every optimizer's state, loadable without pickle."""
+    summed over chunks (a CPU's way) or taken whole (a GPU's), and its checkpoint holds every
+    optimizer's state, loadable without pickle."""
     import torch
 
     from sparkvision.models.cnn.training import CHECKPOINT_FILE
 
-    settings = TrainSettings(epochs=3, widths=(8, 16, 16), batch_size=64, micro_batch=16, optimizer=optimizer,
-                             lr=LEARNING_RATES[optimizer])
+    settings = TrainSettings(epochs=3, widths=(8, 16, 16), batch_size=64, micro_batch=micro_batch,
+                             optimizer=optimizer, lr=LEARNING_RATES[optimizer])
     job = TrainJob([_shard(tmp_path)], (32, 32, 3), str(tmp_path / "epochs"), str(tmp_path / "w.safetensors"),
                    settings.to_json(), progress=False)
     result = train(json.dumps(job.__dict__))
@@ -216,3 +218,44 @@ def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optim
     state = torch.load(tmp_path / "epochs" / CHECKPOINT_FILE, weights_only=True)
     assert set(state["optimizer"]) == ({"sgd", "muon"} if optimizer == "muon" else {"sgd"})
     assert all(len(opt["state"]) > 0 for opt in state["optimizer"].values())  # momentum buffers saved
+
+
+def test_a_checkpoint_of_other_settings_is_named_and_not_resumed(spark, tmp_path):
+    """A checkpointDir holding a checkpoint that this fit cannot resume (other widths, an older
+    version's, a damaged file) is refused on the driver, naming the file, before any shard is
+    written or torchrun starts; a checkpoint of the same settings resumes."""
+    import torch
+
+    from sparkvision.models.cnn.stages import CNNClassifier
+    from sparkvision.models.cnn.training import CHECKPOINT_FILE, checkpoint_fingerprint, checkpoint_problem
+
+    settings = TrainSettings(epochs=1, widths=(8, 16, 16), batch_size=64, micro_batch=16)
+    job = TrainJob([_shard(tmp_path)], (32, 32, 3), str(tmp_path / "ckpt" / "epochs"),
+                   str(tmp_path / "w.safetensors"), settings.to_json(), progress=False)
+    train(json.dumps(job.__dict__))
+    checkpoint = tmp_path / "ckpt" / "epochs" / CHECKPOINT_FILE
+    assert checkpoint_problem(checkpoint, checkpoint_fingerprint(settings, 1)) is None
+    resumed = train(json.dumps(job.__dict__))  # the same settings: nothing left to train
+    assert resumed["resumed_after_epoch"] == 1 and len(resumed["curve"]) == 1
+
+    rows = spark.read.parquet(job.shard_files[0])
+    # The settings above but for the widths
+    fit = CNNClassifier(epochs=1.0, widths=[16, 16, 16], batchSize=64, optimizer="sgd",
+                        learningRate=settings.lr, precision="float32", numProcesses=1,
+                        checkpointDir=str(tmp_path / "ckpt"))
+    with pytest.raises(BadDataError) as err:
+        fit.fit(rows)
+    assert str(checkpoint) in str(err.value) and "widths [8, 16, 16] there, [16, 16, 16] here" in str(err.value)
+    with pytest.raises(ValueError, match="other settings"):  # train() itself, for callers other than the stage
+        train(json.dumps({**job.__dict__, "settings": {**settings.to_json(), "widths": [16, 16, 16]}}))
+
+    state = torch.load(checkpoint, weights_only=True)
+    del state["fingerprint"]
+    torch.save(state, checkpoint)
+    with pytest.raises(BadDataError, match="older sparkvision"):
+        fit.fit(rows)
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(BadDataError, match="cannot be read"):
+        fit.fit(rows)
+    assert checkpoint.read_bytes() == b"not a checkpoint"  # nothing of the user's was replaced
+    assert not list((tmp_path / "ckpt").glob("shard-*"))  # refused before the shard was written

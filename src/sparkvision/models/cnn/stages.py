@@ -188,7 +188,8 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
 
         from sparkvision.runtime.cluster import ship_package
         from sparkvision.models.cnn import launch
-        from sparkvision.models.cnn.training import TrainJob, TrainSettings, WEIGHTS_FILE
+        from sparkvision.models.cnn.training import (CHECKPOINT_FILE, TrainJob, TrainSettings, WEIGHTS_FILE,
+                                                     checkpoint_fingerprint, checkpoint_problem)
 
         values = self._cnn_values()
         check_cnn_params(values)
@@ -204,12 +205,17 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         folder = Path(given).resolve() if given else Path(tempfile.mkdtemp(prefix="sparkvision-cnn-"))
         started = time.perf_counter()
         try:
-            shard_files = _write_shard(dataset.select(F.col(self.getLabelCol()).cast("int").alias("label"),
-                                                      F.col(self.getInputCol()).alias("data")),
-                                       folder / f"shard-{processes}", processes)
             settings = TrainSettings.from_params(values, precision=precision, num_classes=classes,
                                                  seed=int(self.getOrDefault(self.seed)), threads=threads,
                                                  use_gpu=use_gpu)
+            checkpoint = folder / "epochs" / CHECKPOINT_FILE
+            problem = checkpoint.is_file() and checkpoint_problem(checkpoint, checkpoint_fingerprint(settings, processes))
+            if problem:  # said here, on the driver, rather than as a trace from inside torchrun
+                raise BadDataError(f"{checkpoint}: {problem}. Nothing was trained. To train from the start, delete "
+                                   f"that file, or give CNNClassifier another checkpointDir.")
+            shard_files = _write_shard(dataset.select(F.col(self.getLabelCol()).cast("int").alias("label"),
+                                                      F.col(self.getInputCol()).alias("data")),
+                                       folder / f"shard-{processes}", processes)
             shard_s = time.perf_counter() - started
             weights_path = folder / WEIGHTS_FILE
             job = TrainJob(shard_files=shard_files, image_shape=tuple(shape), checkpoint_dir=str(folder / "epochs"),

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkvision.models.cnn.settings import CHECKPOINT_FORMAT
 from sparkvision.runtime.fs import atomic_output
 
 CHECKPOINT_FILE = "last-epoch.pt"
@@ -101,6 +102,37 @@ class TrainJob:
     weights_path: str                  # where rank 0 writes the final weights (safetensors)
     settings: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+
+
+# Settings a resumed run may change: they decide neither the weights' shapes nor the schedule nor
+# the order of the images.
+RESUMABLE_CHANGES = frozenset({"threads", "device", "micro_batch", "tta"})
+
+
+def checkpoint_fingerprint(settings: TrainSettings, world: int) -> dict[str, Any]:
+    """What a checkpoint must share with a run for the run to resume from it: the settings that
+    decide the network, the schedule and the batches, the number of processes, and the format."""
+    values = {k: v for k, v in settings.to_json().items() if k not in RESUMABLE_CHANGES}
+    return {**values, "world": world, "format": CHECKPOINT_FORMAT}
+
+
+def checkpoint_problem(path: str | Path, expected: dict[str, Any]) -> str | None:
+    """Why the checkpoint at ``path`` cannot resume a run whose fingerprint is ``expected``
+    (unreadable, from an older version, or from other settings), or None when it can."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        return f"the checkpoint cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+    recorded = json.loads(state["fingerprint"]) if isinstance(state, dict) and "fingerprint" in state else None
+    if not isinstance(recorded, dict):
+        return "the checkpoint was written by an older sparkvision and records no settings"
+    differing = sorted(k for k in expected.keys() | recorded.keys() if expected.get(k) != recorded.get(k))
+    if differing:
+        shown = ", ".join(f"{k} {recorded.get(k)!r} there, {expected.get(k)!r} here" for k in differing[:4])
+        return f"the checkpoint is of a training with other settings ({shown})"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,7 +420,12 @@ def train(job_json: str) -> dict[str, Any]:
         ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
         curve: list[dict[str, Any]] = []
         first_epoch = 0
+        fingerprint = checkpoint_fingerprint(s, world)
         if ckpt_path.is_file():
+            # The driver checked it before starting the processes (CNNClassifier._fit); this guards other callers.
+            problem = checkpoint_problem(ckpt_path, fingerprint)
+            if problem:
+                raise ValueError(f"{ckpt_path}: {problem}")
             state = torch.load(ckpt_path, map_location=device, weights_only=True)
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -458,7 +495,7 @@ def train(job_json: str) -> dict[str, Any]:
                 Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                                     "lookahead": lookahead.average if lookahead else {}, "epoch": epoch + 1,
-                                    "curve": json.dumps(curve)}, ckpt_path)
+                                    "curve": json.dumps(curve), "fingerprint": json.dumps(fingerprint)}, ckpt_path)
                 if job.progress:
                     left = (epochs - epoch - 1) * seconds
                     _say(f"  epoch {epoch + 1}/{epochs}  loss {point['loss']:.3f}  train accuracy "
