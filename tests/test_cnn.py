@@ -34,7 +34,10 @@ TINY = ["--model", "cnn", "--epochs", "4", "--param", "widths=16,32,32", "--para
 
 
 def _argv(cifar_py: Path, base: Path) -> list[str]:
-    return ["run", "--data", str(cifar_py), "--work-dir", str(base / "work"), "--out", str(base / "out"), *TINY]
+    # local[2] as the tests' shared session: a killed child run and its in-process rerun train with
+    # the same number of processes on any machine (a checkpoint of another number is not resumed).
+    return ["run", "--data", str(cifar_py), "--work-dir", str(base / "work"), "--out", str(base / "out"),
+            "--master", "local[2]", *TINY]
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +262,19 @@ def test_a_checkpoint_of_other_settings_is_named_and_not_resumed(spark, tmp_path
         fit.fit(rows)
     assert checkpoint.read_bytes() == b"not a checkpoint"  # nothing of the user's was replaced
     assert not list((tmp_path / "ckpt").glob("shard-*"))  # refused before the shard was written
+
+    # A folder that `sparkvision run` or `experiment` chose is theirs: a stale checkpoint is replaced.
+    fit.replaceable_checkpoints = True
+    model = fit.fit(rows)
+    assert model.trainingSummary["resumed_after_epoch"] == 0 and len(model.trainingSummary["curve"]) == 1
+    assert checkpoint_problem(checkpoint, checkpoint_fingerprint(
+        TrainSettings.from_json({**settings.to_json(), "widths": [16, 16, 16]}), 1)) is None
+
+
+@pytest.mark.parametrize("values", [{"learningRate": float("nan")}, {"weightDecay": float("inf")},
+                                    {"epochs": float("inf")}, {"epochs": float("nan")}])
+def test_values_that_are_not_finite_are_refused(values):
+    from sparkvision.models.cnn.settings import check_cnn_params
+
+    with pytest.raises(ValueError, match=next(iter(values))):
+        check_cnn_params(values)

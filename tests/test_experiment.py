@@ -340,7 +340,7 @@ params = { widths = [8, 16, 16] }
 @pytest.mark.parametrize("block, message", [
     ("features = 'gray'", "model cnn learns from the RGB images themselves.*not features = 'gray'"),
     ("features = ['rgb', 'patches:100']", "model cnn learns from the RGB images themselves"),
-    ("params = { epochs = [1, 0] }", "params epochs=0: epochs must be a number above 0"),
+    ("params = { epochs = [1, 0] }", "params epochs=0: epochs must be a finite number above 0"),
     ("params = { widths = [[8, 16, 16], [8, 16]] }", r"params widths=\[8, 16\]: widths must be three whole numbers"),
     ("params = { batchSize = 0 }", "batchSize must be a whole number"),
     ("params = { precision = 'fp8' }", "precision must be one of auto, float32, bfloat16"),

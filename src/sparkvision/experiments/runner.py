@@ -117,6 +117,7 @@ def _fit_scenario(scenario: Scenario, train, test, class_names, num_features: in
         check_on_jvm(est)
         if checkpoints is not None:
             est.setCheckpointDir(str(checkpoints / f"seed-{seed + r}"))
+            est.replaceable_checkpoints = True  # the experiment's folder: a stale checkpoint there is replaced
             est.progress = progress  # one line per epoch on stderr
         tuned = None
         t0 = time.perf_counter()

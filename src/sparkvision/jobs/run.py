@@ -200,6 +200,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                 # Kept between runs of the same command: a killed run resumes after its last finished epoch.
                 checkpoints = cnn_checkpoint_dir(config, table.info.fingerprint)
                 stages[-1].setCheckpointDir(str(checkpoints))
+                stages[-1].replaceable_checkpoints = True  # our folder: a stale checkpoint there is replaced
             if reads_images:
                 stages[-1].progress = progress
             with p.phase("fit", f"fitting Pipeline[{', '.join(type(s).__name__ for s in stages)}]"):

@@ -9,6 +9,7 @@ and on an AVX2-only CPU measured here it trained 13× slower than float32.
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,8 @@ def check_cnn_params(values: dict[str, Any]) -> None:
     """Raise ValueError (the reason, naming the Param) for values that cannot train; no torch needed."""
     merged = {**CNN_DEFAULTS, **values}
     epochs = merged["epochs"]
-    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not epochs > 0:
-        raise ValueError(f"epochs must be a number above 0, not {epochs!r}")
+    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not 0 < epochs < math.inf:
+        raise ValueError(f"epochs must be a finite number above 0, not {epochs!r}")
     widths = merged["widths"]
     if not (isinstance(widths, (list, tuple)) and len(widths) == 3
             and all(type(w) is int and 1 <= w <= 4096 for w in widths)):
@@ -114,8 +115,8 @@ def check_cnn_params(values: dict[str, Any]) -> None:
             raise ValueError(f"{name} must be a whole number ≥ {low}, not {value!r}")
     for name in ("learningRate", "weightDecay"):
         value = merged[name]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a number ≥ 0, not {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number ≥ 0, not {value!r}")
     smoothing = merged["labelSmoothing"]
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise ValueError(f"labelSmoothing must be in [0, 1), not {smoothing!r}")

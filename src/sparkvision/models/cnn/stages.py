@@ -116,6 +116,11 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
 
     reads_input_once = True  # fitting.fit_pipeline: the fit writes its input to Parquet once, no cache
     progress = True          # one line per epoch on stderr (not a Param: it changes nothing computed)
+    # Set by `sparkvision run` and `experiment` for the checkpoint folders they choose themselves: a
+    # checkpoint there that cannot be resumed (another master's number of processes, an older
+    # version's) is theirs to replace, said on stderr. A checkpointDir the user gave is never
+    # overwritten: the fit is refused, naming the file.
+    replaceable_checkpoints = False
 
     @keyword_only
     def __init__(self, *, inputCol: str = "data", labelCol: str = "label", predictionCol: str = "prediction",
@@ -210,9 +215,13 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                                                  use_gpu=use_gpu)
             checkpoint = folder / "epochs" / CHECKPOINT_FILE
             problem = checkpoint.is_file() and checkpoint_problem(checkpoint, checkpoint_fingerprint(settings, processes))
-            if problem:  # said here, on the driver, rather than as a trace from inside torchrun
+            if problem and not self.replaceable_checkpoints:  # said on the driver, not as a trace from torchrun
                 raise BadDataError(f"{checkpoint}: {problem}. Nothing was trained. To train from the start, delete "
                                    f"that file, or give CNNClassifier another checkpointDir.")
+            if problem:
+                if self.progress:
+                    print(f"  {checkpoint}: {problem}; training from the start", file=sys.stderr, flush=True)
+                checkpoint.unlink()
             shard_files = _write_shard(dataset.select(F.col(self.getLabelCol()).cast("int").alias("label"),
                                                       F.col(self.getInputCol()).alias("data")),
                                        folder / f"shard-{processes}", processes)

@@ -123,9 +123,9 @@ def checkpoint_problem(path: str | Path, expected: dict[str, Any]) -> str | None
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
+        recorded = json.loads(state["fingerprint"]) if isinstance(state, dict) and "fingerprint" in state else None
     except Exception as exc:  # torch raises several types for damaged or foreign files
-        return f"the checkpoint cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-    recorded = json.loads(state["fingerprint"]) if isinstance(state, dict) and "fingerprint" in state else None
+        return f"the checkpoint cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
     if not isinstance(recorded, dict):
         return "the checkpoint was written by an older sparkvision and records no settings"
     differing = sorted(k for k in expected.keys() | recorded.keys() if expected.get(k) != recorded.get(k))
