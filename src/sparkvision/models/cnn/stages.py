@@ -213,7 +213,8 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
             settings = TrainSettings.from_params(values, precision=precision, num_classes=classes,
                                                  seed=int(self.getOrDefault(self.seed)), threads=threads,
                                                  use_gpu=use_gpu)
-            checkpoint = folder / "epochs" / CHECKPOINT_FILE
+            epochs_dir = folder / "epochs"
+            checkpoint = epochs_dir / CHECKPOINT_FILE
             problem = checkpoint.is_file() and checkpoint_problem(checkpoint, checkpoint_fingerprint(settings, processes))
             if problem and not self.replaceable_checkpoints:  # said on the driver, not as a trace from torchrun
                 raise BadDataError(f"{checkpoint}: {problem}. Nothing was trained. To train from the start, delete "
@@ -227,7 +228,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                                        folder / f"shard-{processes}", processes)
             shard_s = time.perf_counter() - started
             weights_path = folder / WEIGHTS_FILE
-            job = TrainJob(shard_files=shard_files, image_shape=tuple(shape), checkpoint_dir=str(folder / "epochs"),
+            job = TrainJob(shard_files=shard_files, image_shape=tuple(shape), checkpoint_dir=str(epochs_dir),
                            weights_path=str(weights_path), settings=settings.to_json(),
                            progress=self.progress)
             distributor = TorchDistributor(num_processes=processes, local_mode=local, use_gpu=use_gpu)

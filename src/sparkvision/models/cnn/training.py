@@ -116,23 +116,29 @@ def checkpoint_fingerprint(settings: TrainSettings, world: int) -> dict[str, Any
     return {**values, "world": world, "format": CHECKPOINT_FORMAT}
 
 
-def checkpoint_problem(path: str | Path, expected: dict[str, Any]) -> str | None:
-    """Why the checkpoint at ``path`` cannot resume a run whose fingerprint is ``expected``
-    (unreadable, from an older version, or from other settings), or None when it can."""
+def _read_checkpoint(path: str | Path, expected: dict[str, Any], map_location: Any = "cpu"):
+    """(the checkpoint's contents, None) when it can resume a run whose fingerprint is ``expected``,
+    else (None, why not): unreadable, from an older version, or from other settings."""
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
+        state = torch.load(path, map_location=map_location, weights_only=True)  # tensors and plain values only
         recorded = json.loads(state["fingerprint"]) if isinstance(state, dict) and "fingerprint" in state else None
     except Exception as exc:  # torch raises several types for damaged or foreign files
-        return f"the checkpoint cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
+        return None, f"the checkpoint cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
     if not isinstance(recorded, dict):
-        return "the checkpoint was written by an older sparkvision and records no settings"
+        return None, "the checkpoint was written by an older sparkvision and records no settings"
     differing = sorted(k for k in expected.keys() | recorded.keys() if expected.get(k) != recorded.get(k))
     if differing:
         shown = ", ".join(f"{k} {recorded.get(k)!r} there, {expected.get(k)!r} here" for k in differing[:4])
-        return f"the checkpoint is of a training with other settings ({shown})"
-    return None
+        return None, f"the checkpoint is of a training with other settings ({shown})"
+    return state, None
+
+
+def checkpoint_problem(path: str | Path, expected: dict[str, Any]) -> str | None:
+    """Why the checkpoint at ``path`` cannot resume a run whose fingerprint is ``expected``
+    (unreadable, from an older version, or from other settings), or None when it can."""
+    return _read_checkpoint(path, expected)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,10 +429,9 @@ def train(job_json: str) -> dict[str, Any]:
         fingerprint = checkpoint_fingerprint(s, world)
         if ckpt_path.is_file():
             # The driver checked it before starting the processes (CNNClassifier._fit); this guards other callers.
-            problem = checkpoint_problem(ckpt_path, fingerprint)
+            state, problem = _read_checkpoint(ckpt_path, fingerprint, map_location=device)
             if problem:
                 raise ValueError(f"{ckpt_path}: {problem}")
-            state = torch.load(ckpt_path, map_location=device, weights_only=True)
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if lookahead:
