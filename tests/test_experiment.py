@@ -312,9 +312,11 @@ def test_only_dead_runs_temporaries_are_cleaned_and_a_failed_rename_leaves_none(
 
 
 def test_default_experiment_has_a_short_cnn_scenario():
-    (cnn,) = [s for s in load_experiment().scenarios if s.model == "cnn"]
-    assert cnn.features == "rgb"  # the table's RGB images: no feature set is computed for it
-    assert cnn.params["epochs"] <= 2 and cnn.params["widths"] == [64, 128, 128]  # minutes on 2 cores, not hours
+    cnn = [s for s in load_experiment().scenarios if s.model == "cnn"]
+    assert all(s.features == "rgb" for s in cnn)  # the table's RGB images: no feature set is computed for them
+    assert all("widths" not in s.params for s in cnn)  # the preset of the precision the CPU runs best
+    epochs = [s.params["epochs"] for s in cnn]
+    assert len(epochs) >= 2 and sum(epochs) <= 4  # a curve against epochs, in minutes on 2 cores
 
 
 def test_cnn_grid_over_epochs_and_widths():
