@@ -225,9 +225,8 @@ class _Optimizers:
 
 class SGDRecipe(_Optimizers):
     """airbench94: Nesterov SGD in three groups (weights, BatchNorm biases at a higher rate, the
-    whitening bias in a group of its own so its rate can drop to 0 after ``whiten_bias_epochs``
-    without changing which parameters need gradients, which DDP fixes at construction), on a
-    triangular schedule; the weights are averaged by :class:`Lookahead` alongside."""
+    whitening bias in a group of its own so its rate can drop to 0 after ``whiten_bias_epochs``),
+    on a triangular schedule; the weights are averaged by :class:`Lookahead` alongside."""
 
     uses_lookahead = True
 
@@ -420,6 +419,8 @@ def train(job_json: str) -> dict[str, Any]:
         net = Network(s.widths, s.num_classes)
         net.init_whitening(images[:WHITEN_SAMPLE])
         net = net.to(device).to(memory_format=torch.channels_last)
+        # Built while every parameter still learns, so the groups (and a checkpoint's optimizer state)
+        # are the same whether or not the whitening bias is frozen yet.
         optimizer = build_optimizer(net, s, per_rank_batch * world)
         # Only the SGD rule averages weights: Muon's runs neither keep nor checkpoint a second copy.
         lookahead = Lookahead(net) if optimizer.uses_lookahead else None
@@ -439,15 +440,27 @@ def train(job_json: str) -> dict[str, Any]:
             first_epoch, curve = int(state["epoch"]), json.loads(state["curve"])
             if rank == 0 and job.progress:
                 _say(f"  resuming from {ckpt_path} after epoch {first_epoch}/{epochs}")
-        model = net
-        if distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            model = DistributedDataParallel(net, device_ids=[local_rank] if use_cuda else None)
-        dtype = precision_dtype(s.precision)
-        autocast_device = "cuda" if use_cuda else "cpu"
         whiten_bias_steps = math.ceil(s.whiten_bias_epochs * steps_per_epoch)
         step = first_epoch * steps_per_epoch
+
+        def wrap():
+            """The module the steps call: DDP over the parameters that still learn, when distributed."""
+            if not distributed:
+                return net
+            from torch.nn.parallel import DistributedDataParallel
+
+            return DistributedDataParallel(net, device_ids=[local_rank] if use_cuda else None)
+
+        def freeze_whitening_bias() -> None:
+            # Its rate is 0 from here on, so its gradient would change nothing. Not asking for it saves
+            # backward the first 3×3 conv's gradient with respect to its full-resolution input.
+            net.whiten.bias.requires_grad_(False)
+
+        if step >= whiten_bias_steps:
+            freeze_whitening_bias()
+        model = wrap()
+        dtype = precision_dtype(s.precision)
+        autocast_device = "cuda" if use_cuda else "cpu"
         train_s = 0.0
         for epoch in range(first_epoch, epochs):
             t0 = time.perf_counter()
@@ -463,6 +476,10 @@ def train(job_json: str) -> dict[str, Any]:
                 if step >= total_steps:
                     break
                 idx = order[b * per_rank_batch:(b + 1) * per_rank_batch]
+                if step >= whiten_bias_steps and net.whiten.bias.requires_grad:
+                    freeze_whitening_bias()
+                    # DDP expects a gradient for every parameter it was built with: build it again.
+                    model = wrap()
                 optimizer.set_rates(step, total_steps, whiten_bias_steps)
                 optimizer.zero_grad(set_to_none=True)
                 chunks = idx.split(s.micro_batch) if s.micro_batch else (idx,)
