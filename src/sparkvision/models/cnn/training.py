@@ -451,13 +451,6 @@ def train(job_json: str) -> dict[str, Any]:
 
             return DistributedDataParallel(net, device_ids=[local_rank] if use_cuda else None)
 
-        def freeze_whitening_bias() -> None:
-            # Its rate is 0 from here on, so its gradient would change nothing. Not asking for it saves
-            # backward the first 3×3 conv's gradient with respect to its full-resolution input.
-            net.whiten.bias.requires_grad_(False)
-
-        if step >= whiten_bias_steps:
-            freeze_whitening_bias()
         model = wrap()
         dtype = precision_dtype(s.precision)
         autocast_device = "cuda" if use_cuda else "cpu"
@@ -477,8 +470,11 @@ def train(job_json: str) -> dict[str, Any]:
                     break
                 idx = order[b * per_rank_batch:(b + 1) * per_rank_batch]
                 if step >= whiten_bias_steps and net.whiten.bias.requires_grad:
-                    freeze_whitening_bias()
-                    # DDP expects a gradient for every parameter it was built with: build it again.
+                    # Its rate is 0 from here on (a resumed run may start past that step), so its gradient
+                    # would change nothing; not asking for it saves backward the first 3×3 conv's gradient
+                    # with respect to its full-resolution input. DDP expects a gradient for every
+                    # parameter it was built with: build it again.
+                    net.whiten.bias.requires_grad_(False)
                     model = wrap()
                 optimizer.set_rates(step, total_steps, whiten_bias_steps)
                 optimizer.zero_grad(set_to_none=True)
