@@ -1,13 +1,14 @@
 """Training and inference rates of the CNN on this CPU, by widths, precision and threads.
 
     .venv/bin/python benchmarks/cnn_rates.py [--threads 2] [--widths 64,128,128 64,256,256] [--batches 256]
-                                             [--seconds 6]
+                                             [--sizes 32] [--seconds 6]
 
 Random images, one process, no Spark: the network's own speed (a training step is forward,
 backward and a Nesterov SGD step on a batch of 256, or of each of ``--batches``: a core is faster
 on small batches, which is why training computes a step in chunks of 128). It shows whether
 bfloat16 pays on this CPU: native only with AMX or AVX512-BF16
-(``cnn.settings.cpu_has_native_bfloat16``); elsewhere PyTorch emulates it.
+(``cnn.settings.cpu_has_native_bfloat16``); elsewhere PyTorch emulates it. ``--sizes`` shows what
+the smaller images of progressive resizing save.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from sparkvision.models.cnn.network import Network
 from sparkvision.models.cnn.settings import cpu_has_native_bfloat16
 
 
-def rate(widths: tuple[int, int, int], precision: str, seconds: float, batch: int = 256) -> tuple[float, float]:
+def rate(widths: tuple[int, int, int], precision: str, seconds: float, batch: int = 256,
+         size: int = 32) -> tuple[float, float]:
     """(training images/s, inference images/s) for one configuration."""
     net = Network(widths).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9, nesterov=True)
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     bf16 = precision == "bfloat16"
 
@@ -60,19 +62,22 @@ def main() -> None:
     parser.add_argument("--widths", nargs="+", default=["64,128,128", "64,256,256"])
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--batches", type=int, nargs="+", default=[256])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32], help="image sides, e.g. 16 24 32")
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; native bfloat16: {cpu_has_native_bfloat16()}; torch {torch.__version__}")
-    print("| widths | precision | threads | batch | training images/s | inference images/s (one view) |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| widths | precision | threads | batch | side | training images/s | inference images/s (one view) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for widths in args.widths:
             for precision in args.precisions:
                 for batch in args.batches:
-                    train, infer = rate(tuple(int(w) for w in widths.split(",")), precision, args.seconds, batch)
-                    print(f"| {widths.replace(',', '/')} | {precision} | {threads} | {batch} | {train:,.0f} "
-                          f"| {infer:,.0f} |", flush=True)
+                    for size in args.sizes:
+                        train, infer = rate(tuple(int(w) for w in widths.split(",")), precision, args.seconds,
+                                            batch, size)
+                        print(f"| {widths.replace(',', '/')} | {precision} | {threads} | {batch} | {size} "
+                              f"| {train:,.0f} | {infer:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

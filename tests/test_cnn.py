@@ -25,7 +25,7 @@ from sparkvision.cli import main
 from sparkvision.models.cnn.inference import Predictor
 from sparkvision.models.cnn.settings import (LEARNING_RATES, check_safetensors, cpu_has_native_bfloat16,
                                              resolve_precision)
-from sparkvision.models.cnn.training import TrainJob, TrainSettings, lr_factor, train
+from sparkvision.models.cnn.training import TrainJob, TrainSettings, lr_factor, progressive_sizes, train
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import label_with_classes
 from sparkvision.data.ingest import split_table
@@ -57,6 +57,8 @@ def test_a_tiny_run_learns_and_records_its_curve(cnn_run):
     assert cnn["curve"][-1]["loss"] < cnn["curve"][0]["loss"]
     assert cnn["processes"] == 2 and cnn["threads_per_process"] == 1 and cnn["world_size"] == 2  # DDP over gloo
     assert cnn["precision"] == resolve_precision("auto", False) and cnn["device"] == "cpu"
+    # the preset: the first epochs train on smaller images (progressive resizing)
+    assert [tuple(p["image_size"]) for p in cnn["curve"]] == progressive_sizes(4, 32, 32) != [(32, 32)] * 4
     assert metrics["config"]["model_params"]["widths"] == [16, 32, 32]
     # The checkpoints served their purpose once the model was saved.
     assert not any((base / "work" / "cnn").iterdir())
@@ -200,23 +202,27 @@ def _shard(tmp_path: Path, n: int = 320) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("optimizer,micro_batch", [("sgd", 16), ("muon", 16), ("muon", 0)],
-                         ids=["sgd-chunks", "muon-chunks", "muon-whole-batch"])
-def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optimizer, micro_batch):
+@pytest.mark.parametrize("optimizer,micro_batch,progressive", [("sgd", 16, False), ("muon", 16, True),
+                                                               ("muon", 0, False)],
+                         ids=["sgd-chunks", "muon-chunks-progressive", "muon-whole-batch"])
+def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optimizer, micro_batch, progressive):
     """In this process, without Spark: each update rule lowers the loss when a step's batch is
-    summed over chunks (a CPU's way) or taken whole (a GPU's), and its checkpoint holds every
+    summed over chunks (a CPU's way) or taken whole (a GPU's), with or without progressive
+    resizing (its epochs train on the smaller images it names), and its checkpoint holds every
     optimizer's state, loadable without pickle."""
     import torch
 
     from sparkvision.models.cnn.training import CHECKPOINT_FILE
 
     settings = TrainSettings(epochs=3, widths=(8, 16, 16), batch_size=64, micro_batch=micro_batch,
-                             optimizer=optimizer, lr=LEARNING_RATES[optimizer])
+                             optimizer=optimizer, lr=LEARNING_RATES[optimizer], progressive=progressive)
     job = TrainJob([_shard(tmp_path)], (32, 32, 3), str(tmp_path / "epochs"), str(tmp_path / "w.safetensors"),
                    settings.to_json(), progress=False)
     result = train(json.dumps(job.__dict__))
     losses = [p["loss"] for p in result["curve"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
+    sizes = [tuple(p["image_size"]) for p in result["curve"]]
+    assert sizes == ([(16, 16), (20, 20), (32, 32)] if progressive else [(32, 32)] * 3)
     assert result["steps"] == 3 * (320 // 64)
     state = torch.load(tmp_path / "epochs" / CHECKPOINT_FILE, weights_only=True)
     assert set(state["optimizer"]) == ({"sgd", "muon"} if optimizer == "muon" else {"sgd"})
@@ -244,7 +250,7 @@ def test_a_checkpoint_of_other_settings_is_named_and_not_resumed(spark, tmp_path
     rows = spark.read.parquet(job.shard_files[0])
     # The settings above but for the widths
     fit = CNNClassifier(epochs=1.0, widths=[16, 16, 16], batchSize=64, optimizer="sgd",
-                        learningRate=settings.lr, precision="float32", numProcesses=1,
+                        learningRate=settings.lr, precision="float32", progressive=False, numProcesses=1,
                         checkpointDir=str(tmp_path / "ckpt"))
     with pytest.raises(BadDataError) as err:
         fit.fit(rows)
@@ -278,3 +284,12 @@ def test_values_that_are_not_finite_are_refused(values):
 
     with pytest.raises(ValueError, match=next(iter(values))):
         check_cnn_params(values)
+
+
+@pytest.mark.parametrize("name", ["augment", "tta", "progressive"])
+def test_switches_that_are_not_true_or_false_are_refused(name):
+    from sparkvision.models.cnn.settings import check_cnn_params
+
+    with pytest.raises(ValueError, match=f"{name} must be true or false, not 'sometimes'"):
+        check_cnn_params({name: "sometimes"})
+    check_cnn_params({name: False})

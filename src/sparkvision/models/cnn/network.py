@@ -10,6 +10,8 @@ The recipe follows airbench (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds on 
 * BatchNorm scales frozen at 1 (only their biases learn, at a higher learning rate);
 * training augmentation: 2-pixel random translations (reflect padding) and horizontal flips
   that alternate from one epoch to the next;
+* progressive resizing (optional): the first epochs see the images scaled down, so they cost
+  less (``training.progressive_sizes`` picks the sizes);
 * test-time augmentation: the mean logits of the image and its mirror image, and of both
   shifted by one pixel each way.
 
@@ -125,6 +127,14 @@ def translate(images: torch.Tensor, pad: int, generator: torch.Generator) -> tor
     cropped = padded.gather(2, rows)
     cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w).expand(n, images.size(1), h, w)
     return cropped.gather(3, cols)
+
+
+def downscale(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``images`` (B, C, H, W) resized to ``height`` × ``width`` (bilinear, antialiased): the smaller
+    images of progressive resizing's first epochs. The network takes any size (its last pool is global)."""
+    if tuple(images.shape[-2:]) == (height, width):
+        return images
+    return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
 
 
 def flip_mask(num_images: int, epoch: int, generator_seed: int) -> torch.Tensor:

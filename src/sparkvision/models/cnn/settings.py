@@ -17,18 +17,22 @@ from sparkvision.errors import ConfigError
 
 TORCH_EXTRA = "pip install 'sparkvision[torch]'"
 
-# Widths, epochs, batch size and update rule when not given, by the precision that runs.
-# bfloat16 (AMX, AVX512-BF16, GPUs) trains about twice as fast, so it affords airbench's full widths
-# and airbench94_muon's recipe (Muon on the conv filters), for 7 epochs of 1000-image steps: 89.99 %
-# on the 20 % hold-out in about 8 minutes end to end on a 2-core AVX512-BF16 EPYC, where 8 epochs gave
-# no more (BENCHMARKS.md, "CNN").
-# float32 (AVX2-only CPUs) trains the same rule in a narrower network for its 12-minute budget: a first
-# group of 32 trains 1.45× as fast as 64 there, and 8 epochs of 32/128/128 beat 5 of 64/128/128 in
-# about the same time (87.87 against 87.06 % on a Zen 2 EPYC, where airbench94's SGD at 64/128/128 for
-# 4 epochs had reached 85.37 % on a Zen 3); 7 epochs fit the budget (BENCHMARKS.md, "CNN").
+# Widths, epochs, batch size, update rule and progressive resizing when not given, by the precision
+# that runs. Both train airbench94_muon's rule (Muon on the conv filters) for 16 epochs of 1000-image
+# steps, the first 60 % of them on smaller images (training.progressive_sizes), which buys epochs:
+# a convolution's cost goes with its pixels.
+# bfloat16 (AMX, AVX512-BF16, GPUs) trains 2-3 times as fast, so it affords airbench's full widths:
+# 90.49 % on the 20 % hold-out in 7.1 minutes end to end on a 2-core AMX Xeon, where 7 epochs all at
+# full size gave 89.50 % in 4.7 (BENCHMARKS.md, "CNN").
+# float32 (AVX2-only CPUs) trains a narrower network for its 12-minute budget: a first group of 32
+# trains 1.45× as fast as 64 there, and 8 epochs of 32/128/128 beat 5 of 64/128/128 in about the same
+# time (87.87 against 87.06 % on a Zen 2 EPYC). With progressive resizing 18 epochs gave 88.84 % in
+# 673 s end to end there, where 12 at full size gave 88.45 % in 728 s; 16 keep a margin for a busy
+# host and for 50,000 images.
+_SCHEDULE: dict[str, Any] = {"epochs": 16.0, "batchSize": 1000, "optimizer": "muon", "progressive": True}
 PRESETS: dict[str, dict[str, Any]] = {
-    "bfloat16": {"widths": [64, 256, 256], "epochs": 7.0, "batchSize": 1000, "optimizer": "muon"},
-    "float32": {"widths": [32, 128, 128], "epochs": 7.0, "batchSize": 1000, "optimizer": "muon"},
+    "bfloat16": {"widths": [64, 256, 256], **_SCHEDULE},
+    "float32": {"widths": [32, 128, 128], **_SCHEDULE},
 }
 # learningRate when not given, by update rule: airbench94's units for sgd (per 1024 images, before
 # the momentum's gain), the conv filters' step for muon (airbench94_muon's 0.24; the biases and the
@@ -50,8 +54,8 @@ CNN_DEFAULTS: dict[str, Any] = {
 }
 # Raised whenever a checkpoint's contents or a preset change: part of the checkpoint folder's key,
 # so a run never resumes from what an older version saved. 2: the muon preset, per-rule optimizer state;
-# 3: the float32 preset's Muon.
-CHECKPOINT_FORMAT = 3
+# 3: the float32 preset's Muon; 4: progressive resizing in both presets.
+CHECKPOINT_FORMAT = 4
 PRECISIONS = ("auto", "float32", "bfloat16")
 GPU_CHOICES = ("auto", "true", "false")
 
@@ -62,8 +66,8 @@ def with_preset(values: dict[str, Any], precision: str, given: set[str]) -> dict
 
     >>> values = {"epochs": 4.0, "batchSize": 64, "optimizer": "sgd", "learningRate": 11.5}
     >>> preset = with_preset(values, "bfloat16", {"batchSize"})
-    >>> preset["epochs"], preset["batchSize"], preset["optimizer"], preset["learningRate"]
-    (7.0, 64, 'muon', 0.24)
+    >>> preset["widths"], preset["batchSize"], preset["optimizer"], preset["learningRate"]
+    ([64, 256, 256], 64, 'muon', 0.24)
     >>> with_preset(values, "bfloat16", {"optimizer"})["learningRate"]
     11.5
     """
@@ -120,7 +124,7 @@ def check_cnn_params(values: dict[str, Any]) -> None:
     smoothing = merged["labelSmoothing"]
     if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         raise ValueError(f"labelSmoothing must be in [0, 1), not {smoothing!r}")
-    for name in ("augment", "tta"):
+    for name in ("augment", "tta", "progressive"):
         if not isinstance(merged[name], bool):
             raise ValueError(f"{name} must be true or false, not {merged[name]!r}")
     if merged["optimizer"] not in OPTIMIZERS:

@@ -79,6 +79,9 @@ class _CNNParams(HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredict
                     typeConverter=TypeConverters.toBoolean)
     tta = Param(Params._dummy(), "tta", "predict with test-time augmentation (mirror and 1-pixel shifts, 6 views)",
                 typeConverter=TypeConverters.toBoolean)
+    progressive = Param(Params._dummy(), "progressive", "progressive resizing: the first 60 % of the epochs train "
+                        "on images scaled down to 1/2, 5/8 and 3/4 of their size, which costs less (unset: the "
+                        "precision's preset)", typeConverter=TypeConverters.toBoolean)
     precision = Param(Params._dummy(), "precision", "auto (bfloat16 where the CPU has AMX or AVX512-BF16, or "
                       "on a GPU), float32 or bfloat16", typeConverter=TypeConverters.toString)
     numProcesses = Param(Params._dummy(), "numProcesses", "training processes (0: one per core of a local "
@@ -128,7 +131,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                  epochs: float | None = None, widths: list[int] | None = None, batchSize: int | None = None,
                  learningRate: float | None = None, weightDecay: float | None = None,
                  optimizer: str | None = None, labelSmoothing: float | None = None,
-                 augment: bool | None = None, tta: bool | None = None,
+                 augment: bool | None = None, tta: bool | None = None, progressive: bool | None = None,
                  precision: str | None = None, numProcesses: int | None = None, gpu: str | None = None,
                  seed: int = 42, checkpointDir: str = "") -> None:
         super().__init__()
@@ -141,7 +144,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                   epochs: float | None = None, widths: list[int] | None = None, batchSize: int | None = None,
                   learningRate: float | None = None, weightDecay: float | None = None,
                   optimizer: str | None = None, labelSmoothing: float | None = None,
-                  augment: bool | None = None, tta: bool | None = None,
+                  augment: bool | None = None, tta: bool | None = None, progressive: bool | None = None,
                   precision: str | None = None, numProcesses: int | None = None, gpu: str | None = None,
                   seed: int = 42, checkpointDir: str = "") -> "CNNClassifier":
         """Set this stage's parameters; returns the stage."""
