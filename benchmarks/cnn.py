@@ -75,10 +75,26 @@ def export_split(data: Path, work: Path, folder: Path) -> None:
     spark.stop()
 
 
+def parse_params(pairs: list[str]) -> dict:
+    """``--param NAME=VALUE`` pairs as `sparkvision run` reads them: JSON values, else strings."""
+    from sparkvision.models.cnn.settings import parse_cnn_value
+
+    params = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        params[name] = parse_cnn_value(name, value)
+    return params
+
+
 def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None,
-              batch_size: int | None = None) -> dict:
+              batch_size: int | None = None, params: dict | None = None) -> dict:
     """The recipe in this process: training, then hold-out accuracy with TTA. Unset values are the
-    preset's of this CPU's precision, as `sparkvision run` takes them."""
+    preset's of this CPU's precision, as `sparkvision run` takes them; ``params`` are the Spark
+    run's ``--param`` values."""
     import numpy as np
     import torch
 
@@ -86,10 +102,11 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     from sparkvision.models.cnn.settings import CNN_DEFAULTS, resolve_precision, with_preset
     from sparkvision.models.cnn.training import TrainJob, TrainSettings, read_shard, train
 
-    precision = resolve_precision("auto", False)
+    params = dict(params or {})
+    precision = resolve_precision(params.pop("precision", "auto"), False)
     given = {"epochs": epochs, "widths": [int(w) for w in widths.split(",")] if widths else None,
              "batchSize": batch_size}
-    given = {k: v for k, v in given.items() if v is not None}
+    given = {**params, **{k: v for k, v in given.items() if v is not None}}
     values = with_preset({**CNN_DEFAULTS, **given}, precision, set(given))
     # The same settings as CNNClassifier's, but one process of two threads.
     settings = TrainSettings.from_params(values, precision=precision, num_classes=10, seed=42, threads=2,
@@ -106,7 +123,7 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     images, labels = read_shard(str(test_file), (32, 32, 3))
     predictor = Predictor((run / "plain.safetensors").read_bytes(),
                           {"widths": list(settings.widths), "numClasses": 10, "imageShape": [32, 32, 3],
-                           "tta": True, "precision": settings.precision}, threads=2)
+                           "tta": settings.tta, "precision": settings.precision}, threads=2)
     predictions = np.concatenate([predictor.predict_images(images[i:i + 1000].numpy())[1].argmax(1)
                                   for i in range(0, len(images), 1000)])
     t2 = time.perf_counter()
@@ -125,7 +142,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=None, help="numProcesses of the Spark run")
     parser.add_argument("--only", choices=("spark", "plain"), default=None)
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="another --param for the Spark run (e.g. tta=false)")
+                        help="another Param for both runs (e.g. tta=false)")
     parser.add_argument("--batch-sizes", default=None, metavar="B1,B2,...",
                         help="the plain loop once per batch size, side by side (default: the preset's, once)")
     parser.add_argument("--json", type=Path, default=None)
@@ -146,7 +163,8 @@ def main() -> None:
             export_split(args.data, work, tmp_path / "split")
             sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [None]
             for size in sizes:
-                plain = run_plain(tmp_path / "split", work, args.epochs, args.widths, size)
+                plain = run_plain(tmp_path / "split", work, args.epochs, args.widths, size,
+                                  parse_params(args.param))
                 record.setdefault("plain_by_batch", []).append(plain)
                 print(f"plain PyTorch, one process, batches of {plain['batch_size']}: {plain['wall']} s "
                       f"(train {plain['train_s']} s, evaluate {plain['evaluate_s']} s), accuracy "

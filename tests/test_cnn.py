@@ -130,6 +130,8 @@ def test_a_run_killed_mid_training_resumes_after_its_last_finished_epoch(spark, 
     # after epoch 2, or 3 when the third (a fraction of a second here) finished before the kill landed
     assert metrics["cnn"]["resumed_after_epoch"] in (2, 3)
     assert [p["epoch"] for p in metrics["cnn"]["curve"]] == [1, 2, 3, 4]
+    # the epochs after the resume trained at the sizes the uninterrupted run's did
+    assert [tuple(p["image_size"]) for p in metrics["cnn"]["curve"]] == progressive_sizes(4, 32, 32)
     # The same data, order and augmentation as the uninterrupted run: the same accuracy, give or take.
     assert abs(metrics["accuracy"] - cnn_run[1]["accuracy"]) <= 0.1
 

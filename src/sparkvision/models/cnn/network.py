@@ -73,8 +73,9 @@ class ConvGroup(nn.Module):
 
 
 class Network(nn.Module):
-    """Whitening conv, three conv groups, global max-pool, linear head. Input: (B, 3, 32, 32)
-    floats already normalised by :func:`normalise`."""
+    """Whitening conv, three conv groups, global max-pool, linear head. Input: (B, 3, H, W) floats
+    already normalised by :func:`normalise`, H and W of 9 or more (CIFAR's 32; smaller in progressive
+    resizing's first epochs)."""
 
     def __init__(self, widths: tuple[int, int, int] = (64, 256, 256), num_classes: int = 10) -> None:
         super().__init__()
@@ -131,7 +132,8 @@ def translate(images: torch.Tensor, pad: int, generator: torch.Generator) -> tor
 
 def downscale(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``images`` (B, C, H, W) resized to ``height`` × ``width`` (bilinear, antialiased): the smaller
-    images of progressive resizing's first epochs. The network takes any size (its last pool is global)."""
+    images of progressive resizing's first epochs. The network takes any size of 9 pixels or more (its
+    last pool is global; its three pools leave 1 pixel of 9)."""
     if tuple(images.shape[-2:]) == (height, width):
         return images
     return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False)

@@ -256,7 +256,8 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                       and model.hasParam(p.name)})
         model._set(precision=precision, numClasses=classes, imageShape=shape, widths=list(values["widths"]),
                    epochs=float(values["epochs"]), batchSize=int(values["batchSize"]),
-                   optimizer=values["optimizer"], learningRate=float(values["learningRate"]))
+                   optimizer=values["optimizer"], learningRate=float(values["learningRate"]),
+                   progressive=bool(values["progressive"]))
         model._weights = weights
         model.trainingSummary = {**(result or {}), "precision": precision, "device": settings.device,
                                  "processes": processes, "threads_per_process": threads,

@@ -191,35 +191,46 @@ def lr_factor(step: int, total: int) -> float:
 # to the size it predicts at.
 SMALL_SHARE = 0.6
 SMALL_SCALES = (1 / 2, 5 / 8, 3 / 4)
-SMALLEST_SIDE = 16  # no smaller: the three pools would leave nothing to pool
+# No side smaller: the network needs 9 pixels (its three pools leave 1 of them), and at 16 its last
+# group still convolves 3×3 before it pools to 1. Smaller images train at full size throughout.
+SMALLEST_SIDE = 16
 
 
-def progressive_sizes(epochs: int, height: int, width: int) -> list[tuple[int, int]]:
-    """(height, width) of the images each of ``epochs`` epochs trains on, under progressive resizing:
-    the first :data:`SMALL_SHARE` of them (rounded; at least the last epoch stays full size) in three
-    equal parts at :data:`SMALL_SCALES` of the size (no side under :data:`SMALLEST_SIDE`), the rest
-    at full size.
+def progressive_sizes(epochs: float, height: int, width: int) -> list[tuple[int, int]]:
+    """(height, width) of the images each epoch of ``epochs`` (a last one may be partial) trains on,
+    under progressive resizing: the first :data:`SMALL_SHARE` of them (rounded; at least the last
+    whole epoch and a partial one after it stay full size) in three equal parts at
+    :data:`SMALL_SCALES` of the size, the rest at full size. A scale never takes the shorter side
+    under :data:`SMALLEST_SIDE`, and keeps the aspect.
 
     >>> [h for h, w in progressive_sizes(16, 32, 32)]
     [16, 16, 16, 16, 20, 20, 20, 24, 24, 24, 32, 32, 32, 32, 32, 32]
     >>> [h for h, w in progressive_sizes(3, 32, 32)], [h for h, w in progressive_sizes(1, 32, 32)]
     ([16, 20, 32], [32])
+    >>> [h for h, w in progressive_sizes(2.1, 32, 32)], [h for h, w in progressive_sizes(1.5, 32, 32)]
+    ([16, 32, 32], [32, 32])
+    >>> progressive_sizes(3, 20, 40)[:2], progressive_sizes(3, 12, 12)
+    ([(16, 32), (16, 32)], [(12, 12), (12, 12), (12, 12)])
     """
+    slots = math.ceil(epochs)
     full = max(1, round(epochs * (1 - SMALL_SHARE)))
-    small = max(0, epochs - full)
+    if slots > epochs and slots > 1:  # a partial last epoch is too little full-size training alone
+        full = max(full, 2)
+    small = slots - min(full, slots)
     sizes = []
     for epoch in range(small):
-        scale = SMALL_SCALES[epoch * len(SMALL_SCALES) // small]
-        sizes.append(tuple(min(side, max(SMALLEST_SIDE, round(side * scale))) for side in (height, width)))
-    return sizes + [(height, width)] * (epochs - small)
+        scale = min(1.0, max(SMALL_SCALES[epoch * len(SMALL_SCALES) // small], SMALLEST_SIDE / min(height, width)))
+        sizes.append((round(height * scale), round(width * scale)))
+    return sizes + [(height, width)] * (slots - small)
 
 
 def _seconds_left(sizes: list[tuple[int, int]], measured: dict[tuple[int, int], float],
                   size: tuple[int, int], seconds: float) -> float:
     """Estimated seconds of the epochs at ``sizes``: an epoch at a size already trained takes what the
     last one there did; one at a size not yet trained, ``seconds`` (this epoch's, at ``size``) scaled by
-    its pixels to a power: 1 until two sizes are measured (an overestimate for a larger size, since
-    small images use the cores less well), then the power the smallest and largest measured show.
+    its pixels to a power: 1 until two sizes are measured, then the power the smallest and largest
+    measured show (below 1 where an epoch's fixed costs, the augmentation at full size and the
+    gradients' exchange, weigh more on small images; the power is held to [0.3, 1]).
 
     >>> _seconds_left([(20, 20), (32, 32), (32, 32)], {(16, 16): 10.0}, (16, 16), 10.0)
     95.625
@@ -481,6 +492,7 @@ def train(job_json: str) -> dict[str, Any]:
         lookahead = Lookahead(net) if optimizer.uses_lookahead else None
         ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
         curve: list[dict[str, Any]] = []
+        epoch_seconds: dict[tuple[int, int], float] = {}  # the last epoch's time at each image size, for the ETA
         first_epoch = 0
         fingerprint = checkpoint_fingerprint(s, world)
         if ckpt_path.is_file():
@@ -493,12 +505,15 @@ def train(job_json: str) -> dict[str, Any]:
             if lookahead:
                 lookahead.average = state["lookahead"]
             first_epoch, curve = int(state["epoch"]), json.loads(state["curve"])
+            # the ETA's measured sizes, from the epochs already trained
+            epoch_seconds.update({tuple(p["image_size"]): p["seconds"] for p in curve if "image_size" in p})
             if rank == 0 and job.progress:
                 _say(f"  resuming from {ckpt_path} after epoch {first_epoch}/{epochs}")
         whiten_bias_steps = math.ceil(s.whiten_bias_epochs * steps_per_epoch)
         step = first_epoch * steps_per_epoch
         height, width = job.image_shape[:2]
-        sizes = progressive_sizes(epochs, height, width) if s.progressive else [(height, width)] * epochs
+        sizes = (progressive_sizes(total_steps / steps_per_epoch, height, width) if s.progressive
+                 else [(height, width)] * epochs)
 
         def wrap():
             """The module the steps call: DDP over the parameters that still learn, when distributed."""
@@ -512,7 +527,6 @@ def train(job_json: str) -> dict[str, Any]:
         dtype = precision_dtype(s.precision)
         autocast_device = "cuda" if use_cuda else "cpu"
         train_s = 0.0
-        epoch_seconds: dict[tuple[int, int], float] = {}  # the last epoch's time at each image size, for the ETA
         for epoch in range(first_epoch, epochs):
             t0 = time.perf_counter()
             model.train()
@@ -541,10 +555,9 @@ def train(job_json: str) -> dict[str, Any]:
                     # Gradients add up over the chunks; DDP exchanges them once, after the last.
                     last = c == len(chunks) - 1
                     with (model.no_sync() if distributed and not last else contextlib.nullcontext()):
-                        x = translate(epoch_images[chunk], s.translate, g)
+                        x = translate(epoch_images[chunk], s.translate, g).to(device, non_blocking=True)
                         x = downscale(x, *sizes[epoch]).contiguous(memory_format=torch.channels_last)
-                        y = labels[chunk]
-                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                        y = labels[chunk].to(device, non_blocking=True)
                         with torch.autocast(autocast_device, dtype=dtype, enabled=dtype != torch.float32):
                             out = model(x)
                         loss = F.cross_entropy(out.float(), y, label_smoothing=s.label_smoothing,
