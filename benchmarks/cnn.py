@@ -76,18 +76,12 @@ def export_split(data: Path, work: Path, folder: Path) -> None:
 
 
 def parse_params(pairs: list[str]) -> dict:
-    """``--param NAME=VALUE`` pairs as `sparkvision run` reads them: JSON values, else strings."""
+    """``--param NAME=VALUE`` pairs as `sparkvision run` reads them."""
+    from sparkvision.cli.commands import param_value
     from sparkvision.models.cnn.settings import parse_cnn_value
 
-    params = {}
-    for pair in pairs:
-        name, _, text = pair.partition("=")
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = text
-        params[name] = parse_cnn_value(name, value)
-    return params
+    return {name: parse_cnn_value(name, param_value(text))
+            for name, _, text in (pair.partition("=") for pair in pairs)}
 
 
 def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None,

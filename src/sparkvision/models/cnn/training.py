@@ -506,7 +506,7 @@ def train(job_json: str) -> dict[str, Any]:
                 lookahead.average = state["lookahead"]
             first_epoch, curve = int(state["epoch"]), json.loads(state["curve"])
             # the ETA's measured sizes, from the epochs already trained
-            epoch_seconds.update({tuple(p["image_size"]): p["seconds"] for p in curve if "image_size" in p})
+            epoch_seconds.update({tuple(p["image_size"]): p["seconds"] for p in curve})
             if rank == 0 and job.progress:
                 _say(f"  resuming from {ckpt_path} after epoch {first_epoch}/{epochs}")
         whiten_bias_steps = math.ceil(s.whiten_bias_epochs * steps_per_epoch)
