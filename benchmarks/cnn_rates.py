@@ -8,7 +8,9 @@ backward and a Nesterov SGD step on a batch of 256, or of each of ``--batches``:
 on small batches, which is why training computes a step in chunks of 128). It shows whether
 bfloat16 pays on this CPU: native only with AMX or AVX512-BF16
 (``cnn.settings.cpu_has_native_bfloat16``); elsewhere PyTorch emulates it. ``--sizes`` shows what
-the smaller images of progressive resizing save.
+the smaller images of progressive resizing save. ``--weight-grad both`` times each bfloat16 row
+twice, side by side: with the network's own weight-gradient paths (``cnn.weight_grad``) and with
+oneDNN's alone, and prints their ratio.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from cnn import cpu_model
+from sparkvision.models.cnn import weight_grad
 from sparkvision.models.cnn.network import Network
 from sparkvision.models.cnn.settings import cpu_has_native_bfloat16
 
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[256])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32], help="image sides, e.g. 16 24 32")
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--weight-grad", choices=["ours", "onednn", "both"], default="ours",
+                        help="bfloat16 weight gradients: cnn.weight_grad's paths, oneDNN's, or both side by side")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; native bfloat16: {cpu_has_native_bfloat16()}; torch {torch.__version__}")
     print("| widths | precision | threads | batch | side | training images/s | inference images/s (one view) |")
@@ -74,10 +79,20 @@ def main() -> None:
             for precision in args.precisions:
                 for batch in args.batches:
                     for size in args.sizes:
-                        train, infer = rate(tuple(int(w) for w in widths.split(",")), precision, args.seconds,
-                                            batch, size)
-                        print(f"| {widths.replace(',', '/')} | {precision} | {threads} | {batch} | {size} "
-                              f"| {train:,.0f} | {infer:,.0f} |", flush=True)
+                        paths = ["ours", "onednn"] if args.weight_grad == "both" else [args.weight_grad]
+                        if precision == "float32":
+                            paths = paths[:1]  # the paths differ in bfloat16 only
+                        trains = []
+                        for path in paths:
+                            weight_grad.ENABLED = path == "ours"
+                            train, infer = rate(tuple(int(w) for w in widths.split(",")), precision, args.seconds,
+                                                batch, size)
+                            trains.append(train)
+                            label = f" ({path} weight gradients)" if precision == "bfloat16" else ""
+                            print(f"| {widths.replace(',', '/')} | {precision}{label} | {threads} | {batch} | {size} "
+                                  f"| {train:,.0f} | {infer:,.0f} |", flush=True)
+                        if len(trains) == 2:
+                            print(f"|   ours / oneDNN's, training | | | | | {trains[0] / trains[1]:.3f} | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -295,3 +295,40 @@ def test_switches_that_are_not_true_or_false_are_refused(name):
     with pytest.raises(ValueError, match=f"{name} must be true or false, not 'sometimes'"):
         check_cnn_params({name: "sometimes"})
     check_cnn_params({name: False})
+
+
+@pytest.mark.parametrize("channels,side,method", [(32, 4, "transposed"), (32, 2, "transposed"),
+                                                  (128, 6, "taps"), (128, 5, "taps"), (16, 8, "onednn")])
+def test_the_bfloat16_weight_gradient_paths_match_onednns(channels, side, method):
+    """Each weight-gradient path of the network's bfloat16 convolutions gives the gradients of
+    oneDNN's own backward pass (up to bfloat16's rounding), for the input and the filters alike."""
+    import torch
+
+    from sparkvision.models.cnn import weight_grad
+    from sparkvision.models.cnn.network import Conv
+
+    assert weight_grad.weight_grad_method(channels, side, side) == method
+    torch.manual_seed(0)
+    conv = Conv(channels, 24).to(memory_format=torch.channels_last)
+    x = torch.randn(6, channels, side, side + 1).contiguous(memory_format=torch.channels_last)
+    target = torch.randn(6, 24, side, side + 1)
+
+    def grads(enabled: bool):
+        weight_grad.ENABLED = enabled
+        try:
+            conv.zero_grad(set_to_none=True)
+            inp = x.clone().requires_grad_()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = conv(inp)
+            (out.float() * target).sum().backward()
+            return out.float(), inp.grad, conv.weight.grad, out.grad_fn.name()
+        finally:
+            weight_grad.ENABLED = True
+
+    out, grad_x, grad_w, fn = grads(True)
+    ref_out, ref_x, ref_w, ref_fn = grads(False)
+    assert "_Conv3x3" in fn and "_Conv3x3" not in ref_fn  # the path under test ran, and the reference did not
+    assert torch.equal(out, ref_out)
+    for got, want in ((grad_x, ref_x), (grad_w, ref_w)):
+        assert got.shape == want.shape and got.dtype == torch.float32
+        assert float((got - want).norm() / want.norm()) < 1e-2

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparkvision.models.cnn import weight_grad
+
 # Per-channel mean and standard deviation of CIFAR-10's training pixels (0-1 scale). They centre
 # the input; any image set works with them, the whitening layer adapts to its own data.
 CHANNEL_MEAN = (0.4914, 0.4822, 0.4465)
@@ -53,6 +55,12 @@ class Conv(nn.Conv2d):
         super().reset_parameters()
         w = self.weight.data
         torch.nn.init.dirac_(w[:w.size(1)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (weight_grad.ENABLED and x.device.type == "cpu" and torch.is_grad_enabled() and self.weight.requires_grad
+                and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+            return weight_grad.conv3x3_bfloat16(x, self.weight)
+        return super().forward(x)
 
 
 class ConvGroup(nn.Module):

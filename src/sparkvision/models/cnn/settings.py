@@ -18,20 +18,21 @@ from sparkvision.errors import ConfigError
 TORCH_EXTRA = "pip install 'sparkvision[torch]'"
 
 # Widths, epochs, batch size, update rule and progressive resizing when not given, by the precision
-# that runs. Both train airbench94_muon's rule (Muon on the conv filters) for 16 epochs of 1000-image
-# steps, the first 60 % of them on smaller images (training.progressive_sizes), which buys epochs:
+# that runs. Both train airbench94_muon's rule (Muon on the conv filters) on 1000-image steps, the
+# first 60 % of the epochs on smaller images (training.progressive_sizes), which buys epochs:
 # a convolution's cost goes with its pixels.
-# bfloat16 (AMX, AVX512-BF16, GPUs) trains 2-3 times as fast, so it affords airbench's full widths:
-# 90.49 % on the 20 % hold-out in 7.1 minutes end to end on a 2-core AMX Xeon, where 7 epochs all at
-# full size gave 89.50 % in 4.7 (BENCHMARKS.md, "CNN").
+# bfloat16 (AMX, AVX512-BF16, GPUs) trains 2-3 times as fast, so it affords airbench's full widths,
+# and 18 epochs: 90.64 % on the 20 % hold-out in 7.0 minutes end to end on a 2-core AMX Xeon, where
+# 16 gave 90.49 % in 7.1 before the faster weight gradients (weight_grad.py) and 7 epochs all at
+# full size 89.50 % in 4.7 (BENCHMARKS.md, "CNN").
 # float32 (AVX2-only CPUs) trains a narrower network for its 12-minute budget: a first group of 32
 # trains 1.45× as fast as 64 there, and 8 epochs of 32/128/128 beat 5 of 64/128/128 in about the same
 # time (87.87 against 87.06 % on a Zen 2 EPYC). With progressive resizing 18 epochs gave 88.84 % in
 # 673 s end to end there, where 12 at full size gave 88.45 % in 728 s; 16 keep a margin for a busy
-# host and for 50,000 images.
+# host and for 50,000 images (float32 keeps oneDNN's weight gradients, so it gains no epochs).
 _SCHEDULE: dict[str, Any] = {"epochs": 16.0, "batchSize": 1000, "optimizer": "muon", "progressive": True}
 PRESETS: dict[str, dict[str, Any]] = {
-    "bfloat16": {"widths": [64, 256, 256], **_SCHEDULE},
+    "bfloat16": {"widths": [64, 256, 256], **_SCHEDULE, "epochs": 18.0},
     "float32": {"widths": [32, 128, 128], **_SCHEDULE},
 }
 # learningRate when not given, by update rule: airbench94's units for sgd (per 1024 images, before
@@ -54,8 +55,9 @@ CNN_DEFAULTS: dict[str, Any] = {
 }
 # Raised whenever a checkpoint's contents or a preset change: part of the checkpoint folder's key,
 # so a run never resumes from what an older version saved. 2: the muon preset, per-rule optimizer state;
-# 3: the float32 preset's Muon; 4: progressive resizing in both presets.
-CHECKPOINT_FORMAT = 4
+# 3: the float32 preset's Muon; 4: progressive resizing in both presets; 5: Muon keeps a lookahead
+# average, the bfloat16 preset trains 18 epochs.
+CHECKPOINT_FORMAT = 5
 PRECISIONS = ("auto", "float32", "bfloat16")
 GPU_CHOICES = ("auto", "true", "false")
 
