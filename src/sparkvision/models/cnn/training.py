@@ -268,8 +268,6 @@ def _steps_scale(momentum: float) -> float:
 class _Optimizers:
     """Several torch optimizers stepped, zeroed, saved and restored as one."""
 
-    uses_lookahead = False
-
     def __init__(self, **optimizers: Any) -> None:
         self.optimizers = optimizers
 
@@ -293,8 +291,6 @@ class SGDRecipe(_Optimizers):
     """airbench94: Nesterov SGD in three groups (weights, BatchNorm biases at a higher rate, the
     whitening bias in a group of its own so its rate can drop to 0 after ``whiten_bias_epochs``),
     on a triangular schedule; the weights are averaged by :class:`Lookahead` alongside."""
-
-    uses_lookahead = True
 
     def __init__(self, net, s: "TrainSettings", per_step_images: int) -> None:
         import torch
@@ -378,8 +374,6 @@ class MuonRecipe(_Optimizers):
     bias's over its own, shorter span. The weights are averaged by :class:`Lookahead` alongside,
     as in airbench94 (airbench94_muon has none): +0.07 and +0.24 points on the bfloat16 preset, end
     to end and as a plain loop, for about 3 s (BENCHMARKS.md § 7)."""
-
-    uses_lookahead = True
 
     def __init__(self, net, s: "TrainSettings", per_step_images: int) -> None:
         import torch
@@ -492,8 +486,7 @@ def train(job_json: str) -> dict[str, Any]:
         # Built while every parameter still learns, so the groups (and a checkpoint's optimizer state)
         # are the same whether or not the whitening bias is frozen yet.
         optimizer = build_optimizer(net, s, per_rank_batch * world)
-        # Both rules average the weights; one that did not would neither keep nor checkpoint a second copy.
-        lookahead = Lookahead(net) if optimizer.uses_lookahead else None
+        lookahead = Lookahead(net)  # both update rules average the weights
         ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
         curve: list[dict[str, Any]] = []
         epoch_seconds: dict[tuple[int, int], float] = {}  # the last epoch's time at each image size, for the ETA
@@ -506,8 +499,7 @@ def train(job_json: str) -> dict[str, Any]:
                 raise ValueError(f"{ckpt_path}: {problem}")
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            if lookahead:
-                lookahead.average = state["lookahead"]
+            lookahead.average = state["lookahead"]
             first_epoch, curve = int(state["epoch"]), json.loads(state["curve"])
             # the ETA's measured sizes, from the epochs already trained
             epoch_seconds.update({tuple(p["image_size"]): p["seconds"] for p in curve})
@@ -574,9 +566,9 @@ def train(job_json: str) -> dict[str, Any]:
                     seen += len(y)
                 optimizer.step()
                 step += 1
-                if lookahead and step % LOOKAHEAD_EVERY == 0:
+                if step % LOOKAHEAD_EVERY == 0:
                     lookahead.update(net, lookahead_decay(step, total_steps))
-            if lookahead and step >= total_steps:
+            if step >= total_steps:
                 if step % LOOKAHEAD_EVERY:  # the steps since the last update count too (a short run may have no other)
                     lookahead.update(net, lookahead_decay(step, total_steps))
                 lookahead.update(net, 1.0)  # the last weights are the average's
@@ -590,7 +582,7 @@ def train(job_json: str) -> dict[str, Any]:
             if rank == 0:
                 Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "lookahead": lookahead.average if lookahead else {}, "epoch": epoch + 1,
+                                    "lookahead": lookahead.average, "epoch": epoch + 1,
                                     "curve": json.dumps(curve), "fingerprint": json.dumps(fingerprint)}, ckpt_path)
                 if job.progress:
                     left = _seconds_left(sizes[epoch + 1:], epoch_seconds, sizes[epoch], seconds)
