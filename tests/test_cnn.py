@@ -56,6 +56,7 @@ def test_a_tiny_run_learns_and_records_its_curve(cnn_run):
     assert [p["epoch"] for p in cnn["curve"]] == [1, 2, 3, 4]
     assert cnn["curve"][-1]["loss"] < cnn["curve"][0]["loss"]
     assert cnn["processes"] == 2 and cnn["threads_per_process"] == 1 and cnn["world_size"] == 2  # DDP over gloo
+    assert cnn["weight_average"] is False  # 20 steps: too short for the lookahead average to pay
     assert cnn["precision"] == resolve_precision("auto", False) and cnn["device"] == "cpu"
     # the preset: the first epochs train on smaller images (progressive resizing)
     assert [tuple(p["image_size"]) for p in cnn["curve"]] == progressive_sizes(4, 32, 32) != [(32, 32)] * 4
@@ -229,6 +230,32 @@ def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optim
     state = torch.load(tmp_path / "epochs" / CHECKPOINT_FILE, weights_only=True)
     assert set(state["optimizer"]) == ({"sgd", "muon"} if optimizer == "muon" else {"sgd"})
     assert all(len(opt["state"]) > 0 for opt in state["optimizer"].values())  # momentum buffers saved
+
+
+def test_only_runs_long_enough_keep_the_weight_average(tmp_path, monkeypatch):
+    """A run of fewer steps than LOOKAHEAD_MIN_STEPS saves its last weights; a longer one saves the
+    lookahead average, so the same training gives other weights (the threshold lowered here, so a
+    15-step run counts as long)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sparkvision.models.cnn import training
+
+    saved = {}
+    for min_steps in (10 ** 6, 1):
+        monkeypatch.setattr(training, "LOOKAHEAD_MIN_STEPS", min_steps)
+        settings = TrainSettings(epochs=3, widths=(8, 16, 16), batch_size=64, micro_batch=16, optimizer="muon",
+                                 lr=LEARNING_RATES["muon"], progressive=False)
+        run = tmp_path / str(min_steps)
+        run.mkdir()
+        job = TrainJob([_shard(run)], (32, 32, 3), str(run / "epochs"), str(run / "w.safetensors"),
+                       settings.to_json(), progress=False)
+        result = train(json.dumps(job.__dict__))
+        assert result["steps"] == 15 and result["weight_average"] is (min_steps == 1)
+        saved[min_steps] = load_file(run / "w.safetensors")
+    short, averaged = saved[10 ** 6], saved[1]
+    assert short.keys() == averaged.keys()
+    assert not all(torch.equal(short[k], averaged[k]) for k in short)
 
 
 def test_a_checkpoint_of_other_settings_is_named_and_not_resumed(spark, tmp_path):

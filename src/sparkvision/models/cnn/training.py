@@ -38,6 +38,12 @@ from sparkvision.runtime.fs import atomic_output
 CHECKPOINT_FILE = "last-epoch.pt"
 WEIGHTS_FILE = "weights.safetensors"
 LOOKAHEAD_EVERY = 5        # steps between weight-averaging updates (airbench)
+# Runs shorter than this average no weights: the average spans the last twenty-odd steps whatever the
+# run's length, which in a short run reaches back to weights much worse than the last. Side by side on
+# the bfloat16 preset (40,000 images, 40 steps an epoch, BENCHMARKS.md § 7), the average cost 1.76
+# points at 1 epoch, 1.24 at 3, 0.57 at 6 and 0.48 at 10 (400 steps), and gained 0.24 at 16 (640);
+# 12 epochs (480) gained 0.25 against the code before it, not side by side.
+LOOKAHEAD_MIN_STEPS = 480
 WHITEN_SAMPLE = 5000       # training images whose 2×2 patches set the whitening filters
 # Images per forward pass in a CPU training process: a step's batch is summed over such chunks.
 # One core trains 64/256/256 in bfloat16 at 407 images/s in chunks of 128, 367 in 256 and fewer in
@@ -253,6 +259,15 @@ def lookahead_decay(step: int, total: int) -> float:
     return 0.95 ** 5 * (step / max(total, 1)) ** 3
 
 
+def averages_weights(total_steps: int) -> bool:
+    """Whether a run of ``total_steps`` keeps the lookahead average (long enough for it to pay).
+
+    >>> averages_weights(720), averages_weights(400)
+    (True, False)
+    """
+    return total_steps >= LOOKAHEAD_MIN_STEPS
+
+
 def precision_dtype(precision: str):
     """The torch dtype of ``float32`` or ``bfloat16``."""
     import torch
@@ -290,7 +305,8 @@ class _Optimizers:
 class SGDRecipe(_Optimizers):
     """airbench94: Nesterov SGD in three groups (weights, BatchNorm biases at a higher rate, the
     whitening bias in a group of its own so its rate can drop to 0 after ``whiten_bias_epochs``),
-    on a triangular schedule; the weights are averaged by :class:`Lookahead` alongside."""
+    on a triangular schedule; the weights are averaged by :class:`Lookahead` alongside, in runs
+    long enough (:func:`averages_weights`)."""
 
     def __init__(self, net, s: "TrainSettings", per_step_images: int) -> None:
         import torch
@@ -372,8 +388,9 @@ class MuonRecipe(_Optimizers):
     """airbench94_muon: Muon for the conv filters (``lr`` is their rate), Nesterov SGD for the
     biases and the head at fixed ratios of it; every rate decays linearly to 0, the whitening
     bias's over its own, shorter span. The weights are averaged by :class:`Lookahead` alongside,
-    as in airbench94 (airbench94_muon has none): +0.07 and +0.24 points on the bfloat16 preset, end
-    to end and as a plain loop, for about 3 s (BENCHMARKS.md § 7)."""
+    as in airbench94 (airbench94_muon has none), in runs long enough (:func:`averages_weights`):
+    +0.07 and +0.24 points on the bfloat16 preset, end to end and as a plain loop, for about 3 s
+    (BENCHMARKS.md § 7)."""
 
     def __init__(self, net, s: "TrainSettings", per_step_images: int) -> None:
         import torch
@@ -486,7 +503,10 @@ def train(job_json: str) -> dict[str, Any]:
         # Built while every parameter still learns, so the groups (and a checkpoint's optimizer state)
         # are the same whether or not the whitening bias is frozen yet.
         optimizer = build_optimizer(net, s, per_rank_batch * world)
-        lookahead = Lookahead(net)  # both update rules average the weights
+        # Both update rules average the weights, in runs long enough for it to pay; the average is
+        # built (and checkpointed) either way, so a checkpoint's contents do not depend on it.
+        lookahead = Lookahead(net)
+        averaging = averages_weights(total_steps)
         ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
         curve: list[dict[str, Any]] = []
         epoch_seconds: dict[tuple[int, int], float] = {}  # the last epoch's time at each image size, for the ETA
@@ -566,9 +586,9 @@ def train(job_json: str) -> dict[str, Any]:
                     seen += len(y)
                 optimizer.step()
                 step += 1
-                if step % LOOKAHEAD_EVERY == 0:
+                if averaging and step % LOOKAHEAD_EVERY == 0:
                     lookahead.update(net, lookahead_decay(step, total_steps))
-            if step >= total_steps:
+            if averaging and step >= total_steps:
                 if step % LOOKAHEAD_EVERY:  # the steps since the last update count too (a short run may have no other)
                     lookahead.update(net, lookahead_decay(step, total_steps))
                 lookahead.update(net, 1.0)  # the last weights are the average's
@@ -603,6 +623,7 @@ def train(job_json: str) -> dict[str, Any]:
         return {"curve": curve, "read_seconds": round(read_s, 3), "train_seconds": round(train_s, 3),
                 "steps": step, "steps_per_epoch": steps_per_epoch, "epochs_run": epochs,
                 "resumed_after_epoch": first_epoch, "world_size": world, "threads": s.threads,
+                "weight_average": averaging,
                 "images_per_process": len(images)}
     finally:
         if distributed:
