@@ -234,27 +234,28 @@ def test_both_update_rules_learn_with_batches_summed_over_chunks(tmp_path, optim
 
 def test_only_runs_long_enough_keep_the_weight_average(tmp_path, monkeypatch):
     """A run of fewer steps than LOOKAHEAD_MIN_STEPS saves its last weights; a longer one saves the
-    lookahead average, so the same training gives other weights (the threshold lowered here, so a
-    15-step run counts as long)."""
+    lookahead average, so the same training, which repeats exactly, gives other weights (the
+    threshold lowered here, so a 15-step run counts as long)."""
     import torch
     from safetensors.torch import load_file
 
     from sparkvision.models.cnn import training
 
     saved = {}
-    for min_steps in (10 ** 6, 1):
+    for name, min_steps in (("short", 10 ** 6), ("short again", 10 ** 6), ("averaged", 1)):
         monkeypatch.setattr(training, "LOOKAHEAD_MIN_STEPS", min_steps)
         settings = TrainSettings(epochs=3, widths=(8, 16, 16), batch_size=64, micro_batch=16, optimizer="muon",
                                  lr=LEARNING_RATES["muon"], progressive=False)
-        run = tmp_path / str(min_steps)
+        run = tmp_path / name
         run.mkdir()
         job = TrainJob([_shard(run)], (32, 32, 3), str(run / "epochs"), str(run / "w.safetensors"),
                        settings.to_json(), progress=False)
         result = train(json.dumps(job.__dict__))
         assert result["steps"] == 15 and result["weight_average"] is (min_steps == 1)
-        saved[min_steps] = load_file(run / "w.safetensors")
-    short, averaged = saved[10 ** 6], saved[1]
-    assert short.keys() == averaged.keys()
+        saved[name] = load_file(run / "w.safetensors")
+    short, again, averaged = saved["short"], saved["short again"], saved["averaged"]
+    assert short.keys() == again.keys() == averaged.keys()
+    assert all(torch.equal(short[k], again[k]) for k in short)
     assert not all(torch.equal(short[k], averaged[k]) for k in short)
 
 
