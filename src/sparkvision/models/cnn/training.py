@@ -41,8 +41,8 @@ LOOKAHEAD_EVERY = 5        # steps between weight-averaging updates (airbench)
 # Runs shorter than this average no weights: the average spans the last twenty-odd steps whatever the
 # run's length, which in a short run reaches back to weights much worse than the last. Side by side on
 # the bfloat16 preset (40,000 images, 40 steps an epoch, BENCHMARKS.md § 7), the average cost 1.76
-# points at 1 epoch, 1.24 at 3, 0.57 at 6 and 0.48 at 10 (400 steps), and gained 0.16 at 12 (480)
-# and 0.24 at 16 (640).
+# points at 1 epoch, 1.24 at 3, 0.57 at 6 and 0.48 at 10 (400 steps), and gained 0.16 at 12 (480),
+# 0.24 at 16 (640) and 0.29 at 18 (720, the bfloat16 preset).
 LOOKAHEAD_MIN_STEPS = 480
 WHITEN_SAMPLE = 5000       # training images whose 2×2 patches set the whitening filters
 # Images per forward pass in a CPU training process: a step's batch is summed over such chunks.
