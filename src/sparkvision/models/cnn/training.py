@@ -503,10 +503,9 @@ def train(job_json: str) -> dict[str, Any]:
         # Built while every parameter still learns, so the groups (and a checkpoint's optimizer state)
         # are the same whether or not the whitening bias is frozen yet.
         optimizer = build_optimizer(net, s, per_rank_batch * world)
-        # Both update rules average the weights, in runs long enough for it to pay; the average is
-        # built (and checkpointed) either way, so a checkpoint's contents do not depend on it.
-        lookahead = Lookahead(net)
-        averaging = averages_weights(total_steps)
+        # Both update rules average the weights, in runs long enough for it to pay; a shorter run
+        # neither keeps nor checkpoints a second copy.
+        lookahead = Lookahead(net) if averages_weights(total_steps) else None
         ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT_FILE
         curve: list[dict[str, Any]] = []
         epoch_seconds: dict[tuple[int, int], float] = {}  # the last epoch's time at each image size, for the ETA
@@ -519,7 +518,8 @@ def train(job_json: str) -> dict[str, Any]:
                 raise ValueError(f"{ckpt_path}: {problem}")
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            lookahead.average = state["lookahead"]
+            if lookahead and state["lookahead"]:  # a checkpoint of a shorter run has none
+                lookahead.average = state["lookahead"]
             first_epoch, curve = int(state["epoch"]), json.loads(state["curve"])
             # the ETA's measured sizes, from the epochs already trained
             epoch_seconds.update({tuple(p["image_size"]): p["seconds"] for p in curve})
@@ -586,9 +586,9 @@ def train(job_json: str) -> dict[str, Any]:
                     seen += len(y)
                 optimizer.step()
                 step += 1
-                if averaging and step % LOOKAHEAD_EVERY == 0:
+                if lookahead and step % LOOKAHEAD_EVERY == 0:
                     lookahead.update(net, lookahead_decay(step, total_steps))
-            if averaging and step >= total_steps:
+            if lookahead and step >= total_steps:
                 if step % LOOKAHEAD_EVERY:  # the steps since the last update count too (a short run may have no other)
                     lookahead.update(net, lookahead_decay(step, total_steps))
                 lookahead.update(net, 1.0)  # the last weights are the average's
@@ -602,7 +602,7 @@ def train(job_json: str) -> dict[str, Any]:
             if rank == 0:
                 Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "lookahead": lookahead.average, "epoch": epoch + 1,
+                                    "lookahead": lookahead.average if lookahead else {}, "epoch": epoch + 1,
                                     "curve": json.dumps(curve), "fingerprint": json.dumps(fingerprint)}, ckpt_path)
                 if job.progress:
                     left = _seconds_left(sizes[epoch + 1:], epoch_seconds, sizes[epoch], seconds)
@@ -623,7 +623,7 @@ def train(job_json: str) -> dict[str, Any]:
         return {"curve": curve, "read_seconds": round(read_s, 3), "train_seconds": round(train_s, 3),
                 "steps": step, "steps_per_epoch": steps_per_epoch, "epochs_run": epochs,
                 "resumed_after_epoch": first_epoch, "world_size": world, "threads": s.threads,
-                "weight_average": averaging,
+                "weight_average": lookahead is not None,
                 "images_per_process": len(images)}
     finally:
         if distributed:
