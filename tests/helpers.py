@@ -56,6 +56,8 @@ def kill_when(argv: list[str], ready, timeout: float = 240, sig: int = signal.SI
         while not ready(lines):
             assert proc.poll() is None and time.time() < deadline, "".join(lines)  # it must not finish first
             time.sleep(0.02)
+        # A loaded host can read the awaited line only after the run ended: say so, not "wrong status".
+        assert proc.poll() is None, "the run finished before the signal could be sent:\n" + "".join(lines)
         os.kill(proc.pid, sig)
         status = proc.wait()
         gone = time.time() + 60

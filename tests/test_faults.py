@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from helpers import kill_when, run_cli
-from sparkvision.runtime.fs import remove_stale, remove_stale_in, temp_path
+from sparkvision.jobs.run import Progress
+from sparkvision.runtime import stopping
+from sparkvision.runtime.fs import atomic_output, remove_stale, remove_stale_in, temp_path
 from sparkvision.cli import main
 from sparkvision.runtime.faults import ENV
 
@@ -102,6 +104,37 @@ def test_a_run_killed_mid_way_leaves_nothing_half_written(spark, reference, cifa
     assert metrics["data"]["table_reused"]
     _same_metrics(metrics, reference)
     assert _hidden(tables) == [] and _hidden(runs) == []
+
+
+def test_a_stop_swallowed_by_a_finaliser_still_stops_the_run_and_renames_nothing(monkeypatch, tmp_path):
+    """SIGTERM's handler raises wherever the main thread is; in a finaliser (py4j's JavaObject.__del__)
+    Python only reports it and goes on. The recorded signal stops the run at the next boundary."""
+    monkeypatch.setattr(stopping, "_requested", None)
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", swallowed.append)
+
+    class JavaReference:
+        def __del__(self):  # the handler, run where a collected Java reference's finaliser runs
+            stopping.request_stop(signal.SIGTERM)
+
+    reached, final = [], tmp_path / "table"
+    with pytest.raises(stopping.Stopped) as stopped:
+        with atomic_output(final) as tmp:
+            tmp.mkdir()
+            with Progress(3, enabled=False).phase("fit", "fitting"):
+                JavaReference()  # collected at once: its exception goes to the unraisable hook
+                reached.append("after the swallowed stop")
+            reached.append("the next phase")
+    assert [type(u.exc_value) for u in swallowed] == [stopping.Stopped]
+    assert reached == ["after the swallowed stop"] and stopped.value.signum == signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []  # the temporary removed, nothing renamed into place
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    stopping.handle_stop_signals()  # a new command line starts unstopped
+    try:
+        stopping.raise_if_stopped()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def test_only_temporaries_of_finished_processes_on_this_host_are_removed(tmp_path):

@@ -14,12 +14,12 @@ import argparse
 import os
 import signal
 import sys
-import threading
 import traceback
 from typing import Sequence
 
 from sparkvision.cli.parser import build_parser
 from sparkvision.errors import SparkVisionError, failure_summary
+from sparkvision.runtime.stopping import Stopped, handle_stop_signals
 
 
 def _jvm_died(err: BaseException) -> bool:
@@ -46,32 +46,12 @@ def _refused_setting(args: argparse.Namespace, err: BaseException) -> str | None
     return None
 
 
-class _Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread so every cleanup on the way out runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop_on(signum: int, frame) -> None:
-    raise _Stopped(signum)
-
-
-def _handle_stop_signals() -> None:
-    """``kill PID``, a closed terminal or a scheduler's time limit stop the run as Ctrl-C does:
-    temporaries removed, nothing half-written kept. (By default Python would just die.)"""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _stop_on)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, and turn errors into a message and an exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if argv is None:  # the command line (tests calling main() in-process keep their own handlers)
-        _handle_stop_signals()
+        handle_stop_signals()
     try:
         return args.func(args)
     except BrokenPipeError:
@@ -85,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nerror: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:
-        what = signal.Signals(err.signum).name if isinstance(err, _Stopped) else "interrupted"
+        what = signal.Signals(err.signum).name if isinstance(err, Stopped) else "interrupted"
         print(f"\n{what}: stopped; nothing half-written was kept.", file=sys.stderr)
-        return 128 + (err.signum if isinstance(err, _Stopped) else signal.SIGINT)
+        return 128 + (err.signum if isinstance(err, Stopped) else signal.SIGINT)
     except Exception as err:  # unexpected: keep it short unless asked
         if args.traceback:
             traceback.print_exc()

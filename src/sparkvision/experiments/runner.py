@@ -55,6 +55,7 @@ from sparkvision.report.render import write_report
 from sparkvision.runtime.fs import remove_stale_in, temp_path, write_atomic
 from sparkvision.runtime.session import build_session, versions
 from sparkvision.runtime.stage_io import save_pipeline_model
+from sparkvision.runtime.stopping import raise_if_stopped
 
 
 def _recorded(path: Path) -> dict[str, Any] | None:
@@ -332,6 +333,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
                     except Exception as exc:  # recorded, and the experiment goes on
                         record.update(status="failed", error=_error_text(exc))
                     _write_json(work / "result.json", record)
+                    raise_if_stopped()
                     try:
                         os.replace(work, final)
                     except OSError as exc:

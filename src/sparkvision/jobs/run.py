@@ -32,6 +32,7 @@ from sparkvision.models.registry import CLASSIFIERS, build_classifier, check_par
 from sparkvision.runtime.connect import is_connect, master, remote_url
 from sparkvision.runtime.fs import default_work_dir, remove_stale_in, temp_path
 from sparkvision.runtime.session import SparkSettings, build_session, versions
+from sparkvision.runtime.stopping import raise_if_stopped
 
 
 @dataclass
@@ -117,10 +118,12 @@ class Progress:
 
     @contextmanager
     def phase(self, name: str, what: str) -> Iterator[None]:
+        raise_if_stopped()  # a stop signal whose first raise a finaliser swallowed
         self.index += 1
         self.say(f"[{self.index}/{self.phases}] {what} ...")
         t0 = time.perf_counter()
         yield
+        raise_if_stopped()
         self.seconds[name] = round(time.perf_counter() - t0, 3)
         self.say(f"      {name} done in {self.seconds[name]:.1f} s")
 
@@ -234,6 +237,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                 metrics["regParam_chosen"] = model.stages[-1].getRegParam()
                 metrics["regParam_validation_mse"] = {str(k): v for k, v in validation_errors.items()}
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            raise_if_stopped()
             os.replace(tmp, final)
             if checkpoints is not None:  # the model is saved: the epochs' checkpoints have served
                 shutil.rmtree(checkpoints, ignore_errors=True)

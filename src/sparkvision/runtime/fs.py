@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from sparkvision.runtime.stopping import raise_if_stopped
+
 WORK_DIR_ENV = "SPARKVISION_WORK_DIR"
 
 
@@ -67,6 +69,7 @@ def atomic_output(final: str | os.PathLike) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
+        raise_if_stopped()  # a stopped run renames nothing into place
         os.replace(tmp, final)
     finally:
         if tmp.exists() or tmp.is_symlink():
