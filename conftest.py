@@ -3,10 +3,19 @@ loopback (progress bar and UI off), and synthetic CIFAR data."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _children_temporary_files(tmp_path_factory):
+    """Child processes keep their temporary files under pytest's own temporary folder (which pytest
+    prunes), not in /tmp: tests kill some of them with SIGKILL, and a killed JVM leaves its spark-*,
+    blockmgr-* and Connect artifacts-* folders behind, torchrun its torchelastic_* ones. Python
+    children read ``TMPDIR``; ``tests/helpers.child_env`` points their JVMs' ``java.io.tmpdir`` there."""
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("children-tmp"))
 
 
 @pytest.fixture(scope="session")

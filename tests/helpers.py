@@ -27,6 +27,8 @@ def child_env(extra: dict | None = None) -> dict:
     Spark's default.
     """
     options = f"{os.environ.get('JDK_JAVA_OPTIONS', '')} -XX:TieredStopAtLevel=1".strip()
+    if os.environ.get("TMPDIR"):  # conftest's folder for children's temporary files (Java ignores TMPDIR)
+        options += f" -Djava.io.tmpdir={os.environ['TMPDIR']}"
     return {**os.environ, "JDK_JAVA_OPTIONS": options, **(extra or {})}
 
 
