@@ -106,7 +106,7 @@ def test_a_run_killed_mid_way_leaves_nothing_half_written(spark, reference, cifa
     assert _hidden(tables) == [] and _hidden(runs) == []
 
 
-def test_a_stop_swallowed_by_a_finaliser_still_stops_the_run_and_renames_nothing(monkeypatch, tmp_path):
+def test_a_stop_swallowed_by_a_finaliser_still_stops_the_run_and_renames_nothing(monkeypatch, tmp_path, capsys):
     """SIGTERM's handler raises wherever the main thread is; in a finaliser (py4j's JavaObject.__del__)
     Python only reports it and goes on. The recorded signal stops the run at the next boundary."""
     monkeypatch.setattr(stopping, "_requested", None)
@@ -132,6 +132,16 @@ def test_a_stop_swallowed_by_a_finaliser_still_stops_the_run_and_renames_nothing
     stopping.handle_stop_signals()  # a new command line starts unstopped
     try:
         stopping.raise_if_stopped()
+        # ... and its swallowed stops print no traceback (the run's own message follows), others do.
+        capsys.readouterr()
+        JavaReference()
+        assert capsys.readouterr().err == ""
+
+        class Other:
+            def __del__(self):
+                raise ValueError("a finaliser's own error")
+        Other()
+        assert "a finaliser's own error" in capsys.readouterr().err
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)

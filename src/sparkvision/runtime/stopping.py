@@ -13,6 +13,7 @@ place, raises it again.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _requested: int | None = None  # the signal received, once one has been
@@ -39,6 +40,14 @@ def raise_if_stopped() -> None:
         raise Stopped(_requested)
 
 
+def _quiet_about_stops(unraisable) -> None:
+    """``sys.unraisablehook``: a :class:`Stopped` swallowed in a finaliser prints no traceback (the run
+    raises it again at its next boundary, with its own one-line message); anything else as before."""
+    if isinstance(unraisable.exc_value, Stopped):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def handle_stop_signals() -> None:
     """Route SIGTERM and SIGHUP to :func:`request_stop` (by default Python would just die).
     Only the command line calls this: tests calling ``main()`` in-process keep their own handlers."""
@@ -47,3 +56,4 @@ def handle_stop_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, request_stop)
+        sys.unraisablehook = _quiet_about_stops
