@@ -106,42 +106,60 @@ def test_a_run_killed_mid_way_leaves_nothing_half_written(spark, reference, cifa
     assert _hidden(tables) == [] and _hidden(runs) == []
 
 
-def test_a_stop_swallowed_by_a_finaliser_still_stops_the_run_and_renames_nothing(monkeypatch, tmp_path, capsys):
-    """SIGTERM's handler raises wherever the main thread is; in a finaliser (py4j's JavaObject.__del__)
-    Python only reports it and goes on. The recorded signal stops the run at the next boundary."""
+class _JavaReference:
+    """Stands for a collected Java reference: its finaliser is where the stop signal's handler ran."""
+
+    def __del__(self):
+        stopping.request_stop(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("where", ["in a phase", "between phases", "in an atomic output"])
+def test_a_stop_swallowed_by_a_finaliser_still_stops_the_run_and_renames_nothing(monkeypatch, tmp_path, where):
+    """SIGTERM's handler raises wherever the main thread is; in a finaliser (py4j's) Python only
+    reports it and goes on. The recorded signal stops the run at the next boundary: the end of the
+    phase it came in, the start of the next one, or the rename of an output into place."""
     monkeypatch.setattr(stopping, "_requested", None)
     swallowed = []
     monkeypatch.setattr(sys, "unraisablehook", swallowed.append)
-
-    class JavaReference:
-        def __del__(self):  # the handler, run where a collected Java reference's finaliser runs
-            stopping.request_stop(signal.SIGTERM)
-
-    reached, final = [], tmp_path / "table"
+    progress, reached, final = Progress(3, enabled=False), [], tmp_path / "table"
     with pytest.raises(stopping.Stopped) as stopped:
-        with atomic_output(final) as tmp:
-            tmp.mkdir()
-            with Progress(3, enabled=False).phase("fit", "fitting"):
-                JavaReference()  # collected at once: its exception goes to the unraisable hook
+        if where == "in a phase":
+            with progress.phase("fit", "fitting"):
+                _JavaReference()  # collected at once: its exception goes to the unraisable hook
                 reached.append("after the swallowed stop")
-            reached.append("the next phase")
+            reached.append("after the phase")
+        elif where == "between phases":
+            _JavaReference()
+            reached.append("after the swallowed stop")
+            with progress.phase("evaluate", "evaluating"):
+                reached.append("in the next phase")
+        else:
+            with atomic_output(final) as tmp:
+                tmp.mkdir()
+                _JavaReference()
+                reached.append("after the swallowed stop")
     assert [type(u.exc_value) for u in swallowed] == [stopping.Stopped]
     assert reached == ["after the swallowed stop"] and stopped.value.signum == signal.SIGTERM
-    assert list(tmp_path.iterdir()) == []  # the temporary removed, nothing renamed into place
+    assert list(tmp_path.iterdir()) == []  # nothing renamed into place, no temporary left
+
+
+def test_a_new_command_line_starts_unstopped_and_prints_no_traceback_for_a_swallowed_stop(monkeypatch, capsys):
+    monkeypatch.setattr(stopping, "_requested", signal.SIGTERM)  # a stop left from before
+    earlier = []
+    monkeypatch.setattr(sys, "unraisablehook", earlier.append)  # a hook someone installed before
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    stopping.handle_stop_signals()  # a new command line starts unstopped
+    stopping.handle_stop_signals()
     try:
-        stopping.raise_if_stopped()
-        # ... and its swallowed stops print no traceback (the run's own message follows), others do.
-        capsys.readouterr()
-        JavaReference()
-        assert capsys.readouterr().err == ""
+        stopping.raise_if_stopped()  # the flag was reset
+        assert signal.getsignal(signal.SIGTERM) is stopping.request_stop
+        _JavaReference()
+        assert capsys.readouterr().err == "" and earlier == []  # the stop: no traceback anywhere
 
         class Other:
             def __del__(self):
                 raise ValueError("a finaliser's own error")
         Other()
-        assert "a finaliser's own error" in capsys.readouterr().err
+        assert [str(u.exc_value) for u in earlier] == ["a finaliser's own error"]  # the hook before
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)

@@ -18,8 +18,8 @@ def test_notebook_is_saved_with_outputs_cleared():
 
 
 def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setenv("JDK_JAVA_OPTIONS", child_env()["JDK_JAVA_OPTIONS"])  # the kernel's JVM: small data
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's mkdtemp work folder, removed with the test's
+    monkeypatch.setenv("JDK_JAVA_OPTIONS", child_env()["JDK_JAVA_OPTIONS"])  # the kernel's JVM: small data
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})

@@ -44,6 +44,7 @@ from sparkvision.runtime.cluster import package_fingerprint
 from sparkvision.runtime.java import java_binary, java_version
 from sparkvision.runtime.fs import cache_root, pid_alive, write_atomic
 from sparkvision.runtime.memory import default_driver_memory
+from sparkvision.runtime.stopping import raise_if_stopped
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 HOST_SCRIPT = Path(__file__).with_name("connect_host.py")  # the server's Python driver
@@ -206,6 +207,7 @@ def launch(port: int | None = None, *, memory: str | None = None, folder: Path |
         env.update(SPARK_LOCAL_IP=HOST, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
         if progress:
             print(f"  starting a Spark Connect server on {HOST}:{port} (log: {log}) ...", file=sys.stderr)
+        raise_if_stopped()  # not after Popen: a detached server must get its server.json
         with open(log, "ab") as out:
             proc = subprocess.Popen(_command(port, memory or default_driver_memory(), log_conf, java_options),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,

@@ -3,9 +3,9 @@
 ``kill PID``, a closed terminal or a scheduler's time limit should stop a run the way Ctrl-C
 does: temporaries removed, nothing half-written kept, exit status 128 + the signal. The
 handler raises :class:`Stopped` in the main thread, wherever it happens to be. When that is a
-finaliser (py4j's ``JavaObject.__del__`` runs on the main thread whenever a Java reference is
-collected), Python prints "Exception ignored" and carries on, and the run would finish as if it
-had never been asked to stop. So the handler also records the signal, and
+finaliser (py4j's weakref callback that releases a collected Java reference, or a connection's
+``__del__``, both run on the main thread), Python prints "Exception ignored" and carries on, and
+the run would finish as if it had never been asked to stop. So the handler also records the signal, and
 :func:`raise_if_stopped`, called at every phase boundary and before any output is renamed into
 place, raises it again.
 """
@@ -40,12 +40,17 @@ def raise_if_stopped() -> None:
         raise Stopped(_requested)
 
 
-def _quiet_about_stops(unraisable) -> None:
+class _QuietAboutStops:
     """``sys.unraisablehook``: a :class:`Stopped` swallowed in a finaliser prints no traceback (the run
-    raises it again at its next boundary, with its own one-line message); anything else as before."""
-    if isinstance(unraisable.exc_value, Stopped):
-        return
-    sys.__unraisablehook__(unraisable)
+    raises it again at its next boundary, with its own one-line message); anything else goes to the
+    hook installed before."""
+
+    def __init__(self, previous) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable) -> None:
+        if not isinstance(unraisable.exc_value, Stopped):
+            self.previous(unraisable)
 
 
 def handle_stop_signals() -> None:
@@ -56,4 +61,5 @@ def handle_stop_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, request_stop)
-        sys.unraisablehook = _quiet_about_stops
+        if not isinstance(sys.unraisablehook, _QuietAboutStops):
+            sys.unraisablehook = _QuietAboutStops(sys.unraisablehook)
