@@ -24,7 +24,7 @@ from helpers import kill_when, run_cli
 from sparkvision.cli import main
 from sparkvision.models.cnn.inference import Predictor
 from sparkvision.models.cnn.settings import (LEARNING_RATES, check_safetensors, cpu_has_native_bfloat16,
-                                             resolve_precision)
+                                             parse_cnn_value, resolve_precision)
 from sparkvision.models.cnn.training import TrainJob, TrainSettings, lr_factor, progressive_sizes, train
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import label_with_classes
@@ -314,6 +314,20 @@ def test_values_that_are_not_finite_are_refused(values):
 
     with pytest.raises(ValueError, match=next(iter(values))):
         check_cnn_params(values)
+
+
+@pytest.mark.parametrize("given, text", [("true", "true"), ("false", "false"), ('"true"', "true"), ("auto", "auto")])
+def test_gpu_reads_true_and_false_as_the_command_line_and_toml_give_them(given, text):
+    # `--param gpu=true` arrives as JSON's true (a bool), as TOML's `gpu = true` does: both mean "true".
+    from sparkvision.cli.commands import param_value
+    from sparkvision.models.registry import build_classifier, check_params
+
+    value = parse_cnn_value("gpu", param_value(given))
+    check_params("cnn", {"gpu": value})
+    assert value == text and build_classifier("cnn", gpu=value).getOrDefault("gpu") == text
+    assert build_classifier("cnn", gpu=param_value(given)).getOrDefault("gpu") == text  # the Python API too
+    with pytest.raises(ValueError, match="gpu must be one of auto, true, false, not 'maybe'"):
+        check_params("cnn", {"gpu": "maybe"})
 
 
 @pytest.mark.parametrize("name", ["augment", "tta", "progressive"])

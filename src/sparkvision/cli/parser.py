@@ -17,12 +17,16 @@ def _key_value(flag: str):
     return parse
 
 
-def _add_spark_options(parser: argparse.ArgumentParser) -> None:
+def _add_spark_options(parser: argparse.ArgumentParser, master_given_only: bool = False) -> None:
+    """Spark's options; with ``master_given_only`` ``--master`` defaults to None (predict: not given,
+    so ``--engine auto`` may stay local; Spark, when it runs, still takes the default master)."""
     from sparkvision.runtime.session import SparkSettings
 
     s = SparkSettings()
     group = parser.add_argument_group("Spark")
-    group.add_argument("--master", default=s.master, help=f"Spark master URL (default {s.master})")
+    master_help = (f"Spark master URL; giving one sends --engine auto to Spark (default: not given; "
+                   f"{s.master} when Spark runs)" if master_given_only else f"Spark master URL (default {s.master})")
+    group.add_argument("--master", default=None if master_given_only else s.master, help=master_help)
     group.add_argument("--driver-memory", default=s.driver_memory, help=f"default {s.driver_memory}")
     group.add_argument("--executor-memory", default=s.executor_memory, help=f"default {s.executor_memory}")
     group.add_argument("--memory-overhead", default=s.memory_overhead, help=f"default {s.memory_overhead}")
@@ -128,10 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--engine", choices=defaults.ENGINES, default=defaults.ENGINES[0],
                       help="local: no JVM, the model evaluated in numpy (a second or less for a few images; "
                            "not every model); spark: decoded and labelled in Spark tasks (any model, any number of images, "
-                           f"a cluster); auto (default): local for a supported model, no --master and at most "
+                           f"a cluster); auto (default): local for a supported model, no --master, --remote or "
+                           f"spark.master and at most "
                            f"{LOCAL_MAX_IMAGES:,} images")
-    _add_spark_options(pred)
-    pred.set_defaults(master=None)  # None: not given, so --engine auto may stay local
+    _add_spark_options(pred, master_given_only=True)
     pred.add_argument("--quiet", action="store_true", help="no progress lines")
     pred.set_defaults(func=cmd_predict)
 

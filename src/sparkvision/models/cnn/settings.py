@@ -93,8 +93,21 @@ def require_torch() -> None:
                           f"torch extra: {TORCH_EXTRA} (or `make setup`, which installs it).")
 
 
+def gpu_choice(value: Any) -> Any:
+    """``gpu`` as its text: ``--param gpu=true`` and TOML's ``gpu = true`` read as booleans, which
+    mean ``"true"`` and ``"false"``; anything else passes, for :func:`check_cnn_params` to judge.
+
+    >>> gpu_choice(True), gpu_choice(False), gpu_choice("auto")
+    ('true', 'false', 'auto')
+    """
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
 def parse_cnn_value(key: str, value: Any) -> Any:
-    """A command-line value for Param ``key``: ``widths=64,128,128`` becomes a list; others pass."""
+    """A command-line value for Param ``key``: ``widths=64,128,128`` becomes a list, a boolean
+    ``gpu`` its text; others pass."""
+    if key == "gpu":
+        return gpu_choice(value)
     if key == "widths" and isinstance(value, str):
         try:
             return [int(part) for part in value.split(",")]
@@ -133,7 +146,7 @@ def check_cnn_params(values: dict[str, Any]) -> None:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {merged['optimizer']!r}")
     if merged["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {merged['precision']!r}")
-    if merged["gpu"] not in GPU_CHOICES:
+    if gpu_choice(merged["gpu"]) not in GPU_CHOICES:
         raise ValueError(f"gpu must be one of {', '.join(GPU_CHOICES)}, not {merged['gpu']!r}")
 
 

@@ -41,8 +41,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField, StructType
 
-from sparkvision.models.cnn.settings import (CNN_DEFAULTS, check_cnn_params, check_safetensors, require_torch,
-                                             resolve_precision, with_preset)
+from sparkvision.models.cnn.settings import (CNN_DEFAULTS, check_cnn_params, check_safetensors, gpu_choice,
+                                             require_torch, resolve_precision, with_preset)
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import num_classes
 from sparkvision.runtime.connect import master, parallelism
@@ -50,6 +50,11 @@ from sparkvision.runtime.fs import atomic_output
 from sparkvision.runtime.stage_io import ParamsWriter
 
 PREDICT_BATCH = 256  # images per predict_batch_udf call: big enough for the convolutions, small in memory
+
+
+def _gpu_text(value: object) -> str:
+    """The ``gpu`` Param's converter: ``gpu=True`` (Python, or a boolean read from ``--param``/TOML) is "true"."""
+    return TypeConverters.toString(gpu_choice(value))
 
 
 class _CNNParams(HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredictionCol, HasSeed):
@@ -87,7 +92,7 @@ class _CNNParams(HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredict
     numProcesses = Param(Params._dummy(), "numProcesses", "training processes (0: one per core of a local "
                          "master, or per task slot of a cluster)", typeConverter=TypeConverters.toInt)
     gpu = Param(Params._dummy(), "gpu", "auto (when torch sees CUDA), true or false",
-                typeConverter=TypeConverters.toString)
+                typeConverter=_gpu_text)
     checkpointDir = Param(Params._dummy(), "checkpointDir", "where the training shard and each finished epoch's "
                           "checkpoint are kept; a fit with the same folder resumes there (empty: a temporary "
                           "folder, removed after the fit)", typeConverter=TypeConverters.toString)
