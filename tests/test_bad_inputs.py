@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -572,6 +573,39 @@ def test_model_cnn_weights_damaged_checked_without_torch(capsys, picture, tmp_pa
     (model / "sparkvision-labels.json").write_text(json.dumps({"class_names": list(CLASSES), "image_size": 8}))
     code, err, _ = _predict(capsys, tmp_path, model, picture)
     assert code == 4 and f"{stage / 'data'}: the weights are not a safetensors file" in err
+
+
+def test_option_out_that_would_overwrite_an_image_or_the_model_is_refused(capsys, real_run, tmp_path):
+    real_run.model()  # the run has finished
+    run_folder = Path(shutil.copytree(real_run.out, tmp_path / "run"))  # model/ and metrics.json
+    pictures = Path(shutil.copytree(real_run.data / "test", tmp_path / "pictures"))
+    image, metrics = pictures / "dogs" / "0.png", run_folder / "metrics.json"
+    before = {image: image.read_bytes(), metrics: metrics.read_bytes()}
+    for model_dir, out, named in ((run_folder, image, "is one of the images to label"),
+                                  (run_folder, metrics, "is inside the model's folder"),
+                                  (run_folder / "model", run_folder / "model" / "labels.csv", "is inside the model's folder")):
+        code = main(["predict", str(model_dir), str(pictures), "--engine", "local", "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"--out {out} {named}" in err, err
+    assert {path: path.read_bytes() for path in before} == before
+    assert not (run_folder / "model" / "labels.csv").exists()
+
+
+def test_option_out_in_a_folder_that_cannot_be_written(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    prefix = []
+    if os.geteuid() == 0:  # root writes anywhere: drop that power for the child
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv to drop the power to write anywhere")
+        prefix = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+    done = subprocess.run([*prefix, sys.executable, "-m", "sparkvision", "run", "--data", str(tmp_path),
+                           "--out", str(locked / "out"), "--quiet"], capture_output=True, text=True, env=child_env(),
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"--out {locked / 'out'}: cannot write in {locked} (permission denied)" in done.stderr
+    assert "unexpected" not in done.stderr and not list(locked.iterdir())
 
 
 def test_option_top_k_beyond_the_classes_fails_before_any_work(real_run, picture, tmp_path):

@@ -68,6 +68,8 @@ def test_python2_style_pickle_with_str_keys_loads():
     (pickle.dumps({b"labels": [0, 10], b"data": np.zeros((2, 3072), np.uint8)}), r"label 10 at record 1 is outside 0\.\.9"),
     (pickle.dumps({b"labels": [0, -1], b"data": np.zeros((2, 3072), np.uint8)}), "label -1"),
     (pickle.dumps({b"labels": [0], b"data": np.zeros((2, 3072), np.uint8)}), "2 images but 1 labels"),
+    (pickle.dumps({b"labels": [0.0, 9.9], b"data": np.zeros((2, 3072), np.uint8)}), "not a list of integers.*float64"),
+    (pickle.dumps({b"labels": [True, False], b"data": np.zeros((2, 3072), np.uint8)}), "not a list of integers.*bool"),
     (pickle.dumps([1, 2, 3]), "expected a pickled dict"),
     (b"not a pickle at all", "not a readable pickle"),
 ])
@@ -134,6 +136,9 @@ def test_binary_meta_that_is_not_text_is_named(tmp_path):
     (folder / "batches.meta.txt").write_bytes(bytes(range(128, 256)))
     with pytest.raises(BadDataError, match="batches.meta.txt: not a text file of label names.*download"):
         locate(tmp_path, tmp_path / "cache")
+    (folder / "batches.meta.txt").write_text("cat\n" * 10)
+    with pytest.raises(BadDataError, match="batches.meta.txt: the label name\\(s\\) 'cat' appear more than once"):
+        locate(tmp_path, tmp_path / "cache")
 
 
 def test_truncated_binary_file_is_caught_before_spark(tmp_path):
@@ -148,6 +153,8 @@ def test_truncated_binary_file_is_caught_before_spark(tmp_path):
     ({b"num_cases_per_batch": b"lots"}, "num_cases_per_batch is b'lots', not a number of images"),
     ({b"label_names": [b"cat", b"dog", b"frog"]}, "3 label names, but cifar10 has 10"),
     ({b"label_names": 7}, "'label_names' is not a list of names"),
+    ({b"label_names": [b"cat"] * 10}, "the label name\\(s\\) 'cat' appear more than once"),
+    ({b"label_names": [b"cat", b""] + [b"x%d" % i for i in range(8)]}, "label name 1 is empty"),
 ])
 def test_bad_meta_file_is_named_with_what_to_do(tmp_path, meta, message):
     folder = write_python_release(tmp_path, 5)

@@ -307,6 +307,29 @@ def test_a_checkpoint_of_other_settings_is_named_and_not_resumed(spark, tmp_path
         TrainSettings.from_json({**settings.to_json(), "widths": [16, 16, 16]}), 1)) is None
 
 
+def test_a_fit_that_cannot_train_says_which_setting_on_the_driver(spark, tmp_path):
+    import torch
+
+    from sparkvision.errors import ConfigError
+    from sparkvision.models.cnn.stages import CNNClassifier
+
+    rows = spark.read.parquet(_shard(tmp_path, n=40))
+    tiny = dict(epochs=1.0, widths=[8, 8, 8], numProcesses=2)
+    # A batch bigger than a process's share of the rows: refused before torchrun, its shard removed.
+    fit = CNNClassifier(batchSize=100, checkpointDir=str(tmp_path / "big"), **tiny)
+    with pytest.raises(ConfigError, match="batchSize=100: each of the 2 training process.* takes 50 images a step, "
+                                          "but the smallest share of the training rows holds 20. Lower batchSize to at most 40"):
+        fit.fit(rows)
+    assert not list((tmp_path / "big").glob("shard-*"))
+    if not torch.cuda.is_available():  # a GPU asked for where there is none: not TorchDistributor's trace
+        with pytest.raises(ConfigError, match="gpu=true, but torch .* sees no CUDA GPU"):
+            CNNClassifier(gpu=True, **tiny).fit(rows)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=f"checkpointDir={blocker / 'ck'}: cannot write there"):
+        CNNClassifier(checkpointDir=str(blocker / "ck"), **tiny).fit(rows)
+
+
 @pytest.mark.parametrize("values", [{"learningRate": float("nan")}, {"weightDecay": float("inf")},
                                     {"epochs": float("inf")}, {"epochs": float("nan")}])
 def test_values_that_are_not_finite_are_refused(values):

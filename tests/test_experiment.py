@@ -32,9 +32,9 @@ model = "naive_bayes"
 features = ["gray", "rgb"]
 
 [[scenario]]
-name = "broken"   # valid parameters, but Bernoulli naive Bayes refuses non-binary pixels when fitting
-model = "naive_bayes"
-params = { modelType = "bernoulli" }
+name = "broken"   # valid parameters, but a batch bigger than the training rows: refused when fitting
+model = "cnn"
+params = { batchSize = 100000, widths = [8, 8, 8], epochs = 1 }
 
 [[scenario]]
 name = "overlap"   # the same point as one of "trees": run once
@@ -81,7 +81,10 @@ params = { hidden = [64, 32] }
     ("[[scenario]]\nmodel = ", "not valid TOML"),
     ("[[scenario]]\nmodel='naive_bayes'\nrepeats=0", "repeats must be a positive integer"),
     ("[[scenario]]\nmodel='naive_bayes'\nrepeats=true", "repeats must be a positive integer"),
-    ("seed = true\n[[scenario]]\nmodel='naive_bayes'", "seed must be an integer"),
+    ("seed = true\n[[scenario]]\nmodel='naive_bayes'", "seed must be a whole number from 0"),
+    ("seed = -1\n[[scenario]]\nmodel='naive_bayes'", "seed must be a whole number from 0"),
+    ("[[scenario]]\nmodel='ridge'\nparams={ regParam=[0.1, -1.0] }", "regParam must be a finite number ≥ 0"),
+    ("[[scenario]]\nmodel='naive_bayes'\nparams={ modelType='bernoulli' }", "modelType=bernoulli needs features"),
     ("[[scenario]]\nmodel='logistic_regression'\ntune={ method='grid', params={ regParam=[0.1] } }", "tune.method"),
     # values of the wrong type: each named by its key, none escaping as a raw Python error
     ("scenario = [1, 2]", "scenario 1: must be a \\[\\[scenario\\]\\] table"),
@@ -159,8 +162,8 @@ def test_each_scenario_is_measured_and_a_failure_is_recorded(small_run):
                 "predict_seconds", "model_bytes"):
         assert key in forest
     assert forest["model_bytes"] > 0 and (out / "scenarios" / forest["key"] / "model").is_dir()
-    broken = by_name["naive_bayes gray modelType=bernoulli"]
-    assert broken["status"] == "failed" and "MUST be in {0, 1}" in broken["error"] and len(broken["error"]) < 310
+    (broken,) = [r for r in result["results"] if r["model"] == "cnn"]
+    assert broken["status"] == "failed" and "batchSize=100000" in broken["error"] and len(broken["error"]) < 310
     # every scenario was scored on the same held-out images
     sizes = {sum(map(sum, r["confusion_matrix"])) for r in result["results"] if r["status"] == "done"}
     assert len(sizes) == 1 and result["summary"]["num_test"] == sizes.pop()
@@ -277,7 +280,8 @@ def test_repeats_use_new_seeds_and_report_mean_and_std(spark, cifar_py, tmp_path
 def test_only_dead_runs_temporaries_are_cleaned_and_a_failed_rename_leaves_none(spark, cifar_py, tmp_path):
     import socket
 
-    exp = parse_experiment("[[scenario]]\nname='b'\nmodel='naive_bayes'\nparams={ modelType='bernoulli' }", "t.toml")
+    exp = parse_experiment("[[scenario]]\nname='b'\nmodel='cnn'\nparams={ batchSize=100000, widths=[8, 8, 8], epochs=1 }",
+                           "t.toml")
     out, host = tmp_path / "o", socket.gethostname()
     (out / "scenarios").mkdir(parents=True)
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -294,7 +298,7 @@ def test_only_dead_runs_temporaries_are_cleaned_and_a_failed_rename_leaves_none(
         (r,) = run_experiment(exp, data=str(cifar_py), out=out, work_dir=str(tmp_path / "w"), spark=spark,
                               progress=False)["results"]
         assert not dead.exists() and alive.is_dir() and elsewhere.is_dir()
-        # The scenario failed (bernoulli needs 0/1 pixels), so a rerun retries it; a file where its
+        # The scenario failed (its batch is bigger than the data), so a rerun retries it; a file where its
         # folder goes makes the final rename fail.
         final = out / "scenarios" / r["key"]
         shutil.rmtree(final)

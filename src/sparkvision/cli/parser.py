@@ -17,6 +17,19 @@ def _key_value(flag: str):
     return parse
 
 
+def _whole_number(flag: str, low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high``, else an error naming ``flag``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} needs a whole number from {low} to {high}, not {text!r}")
+        return value
+    return parse
+
+
 def _add_spark_options(parser: argparse.ArgumentParser, master_given_only: bool = False) -> None:
     """Spark's options; with ``master_given_only`` ``--master`` defaults to None (predict: not given,
     so ``--engine auto`` may stay local; Spark, when it runs, still takes the default master)."""
@@ -96,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "that runs, see README)")
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
                      help="any tunable parameter of the model, e.g. regParam=0.1 or hidden=[256]; repeatable")
-    run.add_argument("--seed", type=int, default=defaults.SEED,
+    run.add_argument("--seed", type=_whole_number("--seed", 0, defaults.MAX_SEED), default=defaults.SEED,
                      help=f"seed of the hold-out split and the model (default {defaults.SEED})")
     run.add_argument("--strict", action="store_true",
                      help="class folders: stop at an unreadable image instead of skipping and listing it")
@@ -144,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Runs given --remote local use it (and start it when it is not running): the JVM "
                                      "starts once, not every run.")
     srv.add_argument("action", choices=("start", "stop", "status"))
-    srv.add_argument("--port", type=int, default=None,
+    srv.add_argument("--port", type=_whole_number("--port", 1, 65535), default=None,
                      help=f"start: the port to listen on, on 127.0.0.1 (default $SPARKVISION_CONNECT_PORT, else "
                           f"{defaults.CONNECT_PORT})")
     srv.add_argument("--driver-memory", default=None, help="start: the server's heap (default: sized from this machine)")

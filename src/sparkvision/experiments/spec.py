@@ -191,8 +191,8 @@ def parse_experiment(text: str, source: str) -> Experiment:
     seed, test_fraction, repeats = doc.get("seed", defaults.SEED), doc.get("test_fraction", defaults.TEST_FRACTION), doc.get("repeats", 1)
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         raise _fail(source, f"name {name!r} must be letters, digits, - or _")
-    if not _is_int(seed):
-        raise _fail(source, f"seed must be an integer, not {seed!r}")
+    if not _is_int(seed) or not 0 <= seed <= defaults.MAX_SEED:
+        raise _fail(source, f"seed must be a whole number from 0 to {defaults.MAX_SEED}, not {seed!r}")
     if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         raise _fail(source, f"test_fraction must be between 0 and 1, not {test_fraction!r}")
     blocks = doc.get("scenario")

@@ -220,6 +220,19 @@ class _Job(NamedTuple):
     inputs: Inputs
 
 
+def _check_out_spares_inputs(out: Path, model_dir: str, model_path: Path, listed: Inputs) -> None:
+    """Refuse an ``--out`` that would overwrite an image to label or a file of the model's folder."""
+    target = os.path.realpath(out)
+    for folder in {os.path.realpath(model_dir), os.path.realpath(model_path)}:
+        if os.path.commonpath([target, folder]) == folder:
+            raise ConfigError(f"--out {out} is inside the model's folder {folder}: writing there would change the "
+                              "model or its run's files. Choose a file outside it, e.g. labels.csv.")
+    images = {os.path.realpath(p) for p in listed.files} | {os.path.realpath(s["path"]) for s in listed.skipped}
+    if target in images:
+        raise ConfigError(f"--out {out} is one of the images to label: writing the labels there would replace it. "
+                          "Choose another file name, e.g. labels.csv.")
+
+
 def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, fmt: str | None) -> _Job:
     """Check everything about a predict request that can be checked without Spark (the model
     folder, the inputs, ``--top-k``, ``--format``, ``--out``) and return what the engines need."""
@@ -241,6 +254,8 @@ def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, 
     if not 1 <= top_k <= len(class_names):
         raise ConfigError(f"--top-k must be between 1 and {len(class_names)}, not {top_k}.")
     listed = list_inputs(inputs)
+    if out_path:
+        _check_out_spares_inputs(out_path, model_dir, model_path, listed)
     return _Job(model_path, class_names, size, listed.paths, len(listed.files), out_path, fmt, listed)
 
 

@@ -142,13 +142,18 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
         why = f"{blocker} is a file, not a folder" if blocker else exc.strerror
         raise ConfigError(f"--out {final}: cannot create the folder {final.parent} ({why}); "
                           "choose another place.") from None
+    if not os.access(final.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {final}: cannot write in {final.parent} (permission denied); choose another place.")
     # What killed runs left beside it: this name's, and older runs' (runs/<timestamp> never repeats).
     remove_stale_in(final.parent)
     # Absolute: a Spark Connect server resolves a relative path against its own working folder.
     final = final.absolute()
     tmp = temp_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # permission checks os.access cannot see (ACLs, a read-only mount), a full disk
+        raise ConfigError(f"--out {final}: cannot write in {final.parent} ({exc.strerror}); choose another place.") from None
     return final, tmp
 
 

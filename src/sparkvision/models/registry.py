@@ -20,7 +20,7 @@ from pyspark.ml.param import Param
 from sparkvision import defaults
 from sparkvision.models.cnn.settings import CNN_DEFAULTS, check_cnn_params, parse_cnn_value
 from sparkvision.models.cnn.stages import CNNClassifier
-from sparkvision.models.ridge.stage import RidgeClassifier
+from sparkvision.models.ridge.stage import RidgeClassifier, check_ridge_params
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,15 @@ class ClassifierSpec:
     check: Callable[[dict[str, Any]], None] | None = None  # ranges checked before Spark (the CNN's; MLlib's are the JVM's)
     reads_images: bool = False  # takes the image table's bytes directly: no feature stages before it
     parse: Callable[[str, Any], Any] | None = None  # a command-line value (e.g. "64,128,128") to the Param's type
+
+
+
+def _check_naive_bayes(values: dict[str, Any]) -> None:
+    """Bernoulli naive Bayes takes only 0/1 features: MLlib would refuse the pixel values (in [0, 1])
+    in the middle of the fit, printing them."""
+    if values.get("modelType") == "bernoulli":
+        raise ValueError("modelType=bernoulli needs features that are all 0 or 1, and sparkvision's are pixel "
+                         "values between 0 and 1: use gaussian (the default) or multinomial")
 
 
 CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
@@ -58,9 +67,10 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
                    {"maxIter": 50, "regParam": 0.01}, ("maxIter", "regParam", "tol", "standardization"),
                    one_vs_rest=True),
     ClassifierSpec("ridge", "ridge regression onto one-hot labels, fitted in one pass (for wide features)",
-                   RidgeClassifier, {}, ("regParam", "regGrid", "validationFraction", "standardization")),
+                   RidgeClassifier, {}, ("regParam", "regGrid", "validationFraction", "standardization"),
+                   check=check_ridge_params),
     ClassifierSpec("naive_bayes", "Gaussian naive Bayes", NaiveBayes, {"modelType": "gaussian"},
-                   ("modelType", "smoothing")),
+                   ("modelType", "smoothing"), check=_check_naive_bayes),
     ClassifierSpec("cnn", "airbench's convolutional network on the RGB images, trained with TorchDistributor "
                    "(needs the torch extra)", CNNClassifier, {}, (*CNN_DEFAULTS, "checkpointDir"),
                    check=check_cnn_params, reads_images=True, parse=parse_cnn_value),

@@ -192,9 +192,14 @@ def parse_python_batch(raw: bytes, source: str, release: CifarRelease = CIFAR10,
         desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise BadDataError(f"{source}: 'data' must be a uint8 array of shape (N, {PIXELS}), found {desc}.")
     try:
-        labels = np.asarray(batch[release.label_key], dtype=np.int64).reshape(-1)
+        given = np.asarray(batch[release.label_key])
+        if not np.issubdtype(given.dtype, np.integer):  # 9.9 must not become class 9, nor True class 1
+            first = given.reshape(-1)[0] if given.size else None
+            raise ValueError(f"found {given.dtype} values, e.g. {first!r}")
+        labels = given.astype(np.int64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise BadDataError(f"{source}: '{release.label_key}' is not a list of integers ({exc}).") from exc
+        raise BadDataError(f"{source}: '{release.label_key}' is not a list of integers ({exc}); the file is "
+                           "corrupt or not a CIFAR batch.") from None
     if len(labels) != len(data):
         raise BadDataError(f"{source}: {len(data)} images but {len(labels)} labels; the file is inconsistent.")
     if expected_records is not None and len(data) != expected_records:
@@ -310,7 +315,20 @@ def python_layout(folder: Path, release: CifarRelease) -> CifarSource:
     if len(names) != release.num_classes:
         raise BadDataError(f"{meta_path}: {len(names)} label names, but {release.name} has {release.num_classes}; "
                            "the file is corrupt or from another dataset. Copy or download the release again.")
+    _check_names(names, meta_path)
     return CifarSource(release, "python", str(folder), files, tuple(names), per_batch)
+
+
+def _check_names(names: tuple[str, ...], meta_path: Path) -> None:
+    """Class names must be distinct and non-empty: a saved model's labels file needs them so, and
+    two classes of one name would be merged in every per-class figure."""
+    if not all(name.strip() for name in names):
+        raise BadDataError(f"{meta_path}: label name {next(i for i, n in enumerate(names) if not n.strip())} is empty; "
+                           "the file is corrupt. Copy or download the release again.")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise BadDataError(f"{meta_path}: the label name(s) {', '.join(map(repr, twice))} appear more than once; "
+                           "the file is corrupt. Copy or download the release again.")
 
 
 def binary_layout(folder: Path, release: CifarRelease) -> CifarSource:
@@ -334,6 +352,7 @@ def binary_layout(folder: Path, release: CifarRelease) -> CifarSource:
             raise BadDataError(f"{meta_path}: {len(lines)} label names, but {release.name} has {release.num_classes}; "
                                "the file is corrupt or from another dataset. Copy or download the release again.")
         names = lines
+        _check_names(names, meta_path)
     return CifarSource(release, "binary", str(folder), files, names, None)
 
 

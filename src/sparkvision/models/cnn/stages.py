@@ -43,7 +43,7 @@ from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField, Str
 
 from sparkvision.models.cnn.settings import (CNN_DEFAULTS, check_cnn_params, check_safetensors, gpu_choice,
                                              require_torch, resolve_precision, with_preset)
-from sparkvision.errors import BadDataError
+from sparkvision.errors import BadDataError, ConfigError
 from sparkvision.models.fitting import num_classes
 from sparkvision.runtime.connect import master, parallelism
 from sparkvision.runtime.fs import atomic_output
@@ -212,10 +212,23 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         precision = resolve_precision(values["precision"], use_gpu)
         values = with_preset(values, precision, {name for name in values if self.isSet(self.getParam(name))})
         processes, threads, local = self._processes(spark, use_gpu)
+        if use_gpu and local and not torch.cuda.is_available():  # else TorchDistributor: "GPUs were unable to be found"
+            raise ConfigError(f"gpu=true, but torch {torch.__version__} sees no CUDA GPU on this machine. Use gpu=auto "
+                              "(the default: a GPU when there is one) or gpu=false.")
         classes = num_classes(dataset, self.getLabelCol(), "CNNClassifier")
         shape = self._image_shape(dataset)
         given = self.getOrDefault(self.checkpointDir)
         folder = Path(given).resolve() if given else Path(tempfile.mkdtemp(prefix="sparkvision-cnn-"))
+        if given:  # Spark's tasks write the shard there: say it here, not as a task's IOException
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                writable = os.access(folder, os.W_OK | os.X_OK)
+                why = "permission denied"
+            except OSError as exc:
+                writable, why = False, exc.strerror
+            if not writable:
+                raise ConfigError(f"checkpointDir={given}: cannot write there ({why}); give a folder this user can "
+                                  "write to, or leave it empty for a temporary one.")
         started = time.perf_counter()
         try:
             settings = TrainSettings.from_params(values, precision=precision, num_classes=classes,
@@ -234,6 +247,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
             shard_files = _write_shard(dataset.select(F.col(self.getLabelCol()).cast("int").alias("label"),
                                                       F.col(self.getInputCol()).alias("data")),
                                        folder / f"shard-{processes}", processes)
+            _check_batch_fits(shard_files, settings.batch_size, processes)
             shard_s = time.perf_counter() - started
             weights_path = folder / WEIGHTS_FILE
             job = TrainJob(shard_files=shard_files, image_shape=tuple(shape), checkpoint_dir=str(epochs_dir),
@@ -268,6 +282,21 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                                  "processes": processes, "threads_per_process": threads,
                                  "shard_seconds": round(shard_s, 3), "distributor_seconds": round(distributor_s, 3)}
         return model
+
+
+def _check_batch_fits(shard_files: list[str], batch_size: int, processes: int) -> None:
+    """Refuse, on the driver, a batch bigger than a process's shard (each process takes batchSize /
+    processes images a step): said here as an option to change, not as a trace from torchrun."""
+    import pyarrow.parquet as pq
+
+    smallest = min(pq.ParquetFile(f).metadata.num_rows for f in shard_files)
+    per_process = max(1, batch_size // processes)
+    if smallest < per_process:
+        folder = Path(shard_files[0]).parent
+        shutil.rmtree(folder, ignore_errors=True)  # its key is of these settings, which cannot train
+        raise ConfigError(f"batchSize={batch_size}: each of the {processes} training process(es) takes "
+                          f"{per_process} images a step, but the smallest share of the training rows holds "
+                          f"{smallest}. Lower batchSize to at most {smallest * processes}, or train on more images.")
 
 
 def _write_shard(rows: DataFrame, folder: Path, processes: int) -> list[str]:

@@ -11,6 +11,8 @@ CIFAR-10 pipeline on Spark.
 
 from __future__ import annotations
 
+import math
+
 import time
 
 import numpy as np
@@ -53,6 +55,28 @@ class _RidgeParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
                      regGrid=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], validationFraction=0.1, seed=42,
                      standardization=True, softmaxScale=10.0)
 
+
+
+def check_ridge_params(values: dict) -> None:
+    """Raise ValueError (naming the Param) for ridge values that cannot fit: checked before Spark
+    starts (the registry's check) and again by ``fit``.
+
+    >>> check_ridge_params({"regParam": -1})
+    Traceback (most recent call last):
+    ...
+    ValueError: regParam must be a finite number ≥ 0, not -1
+    """
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+
+    if "regParam" in values and values["regParam"] is not None and not number(values["regParam"]):
+        raise ValueError(f"regParam must be a finite number ≥ 0, not {values['regParam']!r}")
+    grid = values.get("regGrid", [1.0])
+    if "regParam" not in values and (not isinstance(grid, (list, tuple)) or not grid or not all(map(number, grid))):
+        raise ValueError(f"regGrid must be a list of finite numbers ≥ 0 to choose regParam from, not {grid!r}")
+    fraction = values.get("validationFraction", 0.1)
+    if not (number(fraction) and fraction < 1):
+        raise ValueError(f"validationFraction must be in [0, 1), not {fraction!r}")
 
 class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWritable):
     """Linear classifier: ridge regression of one-hot labels, argmax of the scores.
@@ -110,15 +134,10 @@ class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWrit
         return self._set(labelCol=value)
 
     def _fit(self, dataset: DataFrame) -> "RidgeClassifierModel":
+        check_ridge_params({p.name: self.getOrDefault(p) for p in (self.regGrid, self.validationFraction)}
+                           | ({"regParam": self.getRegParam()} if self.isSet(self.regParam) else {}))
         grid = [] if self.isSet(self.regParam) else list(self.getOrDefault(self.regGrid))
-        for reg in ([self.getRegParam()] if self.isSet(self.regParam) else grid):
-            if reg < 0:
-                raise ValueError(f"regParam must be ≥ 0, not {reg}")
-        if not grid and not self.isSet(self.regParam):
-            raise ValueError("set regParam, or give regGrid values to choose it from")
         holdout = float(self.getOrDefault(self.validationFraction)) if len(grid) > 1 else 0.0
-        if not 0 <= holdout < 1:
-            raise ValueError(f"validationFraction must be in [0, 1), not {holdout}")
         classes, seed = num_classes(dataset, self.getLabelCol(), "RidgeClassifier"), self.getOrDefault(self.seed)
         rows = dataset.select(vector_to_array(F.col(self.getFeaturesCol()), "float32").alias("x"),
                               F.col(self.getLabelCol()).cast("int").alias("y"))
