@@ -214,6 +214,26 @@ def test_layout_test_class_without_training_images(capsys, tmp_path):
     assert code == 4 and f"{data / 'test'}: class folder(s) birds have no training images" in err
 
 
+@pytest.mark.parametrize("unreadable, named", [("train", "training"), ("test", "test")])
+def test_layout_a_split_whose_every_image_is_unreadable_is_named_before_fitting(spark, capsys, tmp_path,
+                                                                                unreadable, named):
+    data = tmp_path / "photos"
+    for split in ("train", "test"):
+        for k, cls in enumerate(("cats", "dogs")):
+            if split == unreadable:  # a file of the right name that no decoder reads
+                (data / split / cls).mkdir(parents=True)
+                (data / split / cls / "0.png").write_text("not a picture")
+            else:
+                _image(data / split / cls / "0.png", (200 * k, 40, 40))
+    out = tmp_path / "out"
+    code = main(["run", "--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "work"), "--quiet",
+                 "--image-size", "8"])
+    err = capsys.readouterr().err
+    assert code == 4 and f"no {named} images: 2 file(s) could not be read, the first {data / unreadable}" in err, err
+    assert "Replace or remove the unreadable files" in err and "unexpected" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
 def test_options_empty_data_and_a_work_dir_that_is_a_file(capsys, tmp_path):
     data = _classes(tmp_path / "photos")
     code, err = _run(capsys, tmp_path, "")
