@@ -234,6 +234,26 @@ def test_layout_a_split_whose_every_image_is_unreadable_is_named_before_fitting(
     assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
 
 
+def test_layout_names_sparks_reader_cannot_take_are_named_before_spark(capsys, real_run, tmp_path):
+    """Hadoop takes `12:30.png` for a URI (the job stops) and drops a name that is not UTF-8 without
+    a word; Spark reads whole folders, so `run` and predict's Spark engine name such a file before
+    the JVM starts. The local engine reads it (test_odd_names_with_spaces_brackets_and_non_ascii)."""
+    data = _classes(tmp_path / "photos")
+    colon = _image(data / "cats" / "12:30.png")
+    code, err = _run(capsys, tmp_path, data)
+    assert code == 4 and f"{colon}: a ':' in the file's name" in err and "'12-30.png'" in err
+    spark = main(["predict", str(real_run.model()), str(data), "--engine", "spark", "--quiet",
+                  "--out", str(tmp_path / "labels.csv")])
+    err = capsys.readouterr().err
+    assert spark == 4 and f"{colon}: a ':' in the file's name" in err and "--engine local" in err
+    colon.unlink()
+    raw = os.fsencode(data / "dogs") + b"/caf\xe9.png"  # Latin-1 bytes: not UTF-8
+    with open(raw, "wb") as f:
+        f.write((data / "dogs" / "0.png").read_bytes())
+    code, err = _run(capsys, tmp_path, data)
+    assert code == 4 and f"{data / 'dogs'}/caf\\xe9.png: the file's name is not valid UTF-8" in err
+
+
 def test_options_empty_data_and_a_work_dir_that_is_a_file(capsys, tmp_path):
     data = _classes(tmp_path / "photos")
     code, err = _run(capsys, tmp_path, "")

@@ -98,11 +98,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``sparkvision predict``: labels for every input image, then where they went."""
     import time
 
-    from sparkvision.inference.predict import choose_engine, predict, predict_local, prepare_job
+    from sparkvision.inference.predict import (check_spark_reads_names, choose_engine, predict, predict_local,
+                                               prepare_job)
 
     started = time.perf_counter()
     # A wrong model folder, input, --top-k, --format or --out fails here, before any JVM starts.
-    prepare_job(args.model_dir, args.inputs, args.top_k, args.out, args.format)
+    job = prepare_job(args.model_dir, args.inputs, args.top_k, args.out, args.format)
     master_given = (args.master is not None or args.remote is not None or bool(os.environ.get("SPARK_REMOTE"))
                     or any(k == "spark.master" for k, _ in args.conf))
     engine, why = choose_engine(args.engine, args.model_dir, args.inputs, master_given=master_given)
@@ -112,6 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         from sparkvision.runtime.session import SparkSettings, build_session
 
+        check_spark_reads_names(job.inputs, engine_was=why)  # before the JVM starts
         if args.master is None:
             args.master = SparkSettings().master
         result = predict(build_session(_spark_settings(args)), args.model_dir, args.inputs, **options)

@@ -291,6 +291,19 @@ def choose_engine(engine: str, model_dir: str, inputs: list[str], *, master_give
     return "local", f"{count:,} image(s), every stage supported"
 
 
+def check_spark_reads_names(inputs: Inputs, engine_was: str = "") -> None:
+    """Raise :class:`BadDataError` for the first image whose name Spark's reader cannot take
+    (:func:`sparkvision.data.sources.folder.spark_name_problem`): the local engine reads it."""
+    from sparkvision.data.sources.folder import spark_name_problem
+
+    for path in inputs.files:
+        problem = spark_name_problem(path)
+        if problem:
+            hint = f"; or label it with --engine local (Spark was chosen: {engine_was})" if engine_was else \
+                "; or label it with --engine local"
+            raise BadDataError(problem + hint + ".")
+
+
 def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out: str | None = None,
             fmt: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Label every image in ``inputs`` with Spark; write CSV or JSON lines to ``out`` (stdout when None)."""
@@ -300,6 +313,7 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out
     from sparkvision.data.ingest import small_file_tasks
 
     job = prepare_job(model_dir, inputs, top_k, out, fmt)
+    check_spark_reads_names(job.inputs)
     if progress:
         print(f"  labelling {job.count:,} image(s) with {job.model_path} (Spark)", file=sys.stderr)
     model = _load_with_spark(job.model_path)

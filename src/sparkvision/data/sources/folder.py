@@ -132,6 +132,26 @@ class FileEntry:
         return os.stat(self.path)
 
 
+def spark_name_problem(path: str) -> str | None:
+    """Why Spark's reader cannot take this image file's name, as a message naming it, or None.
+
+    Hadoop reads ``12:30.png`` as a URI with a scheme and stops the job, and drops a name that is
+    not UTF-8 without a word. Spark reads whole folders, so such a file cannot be skipped there:
+    ``run`` and predict's Spark engine refuse it up front (the local engine reads it).
+    """
+    name = os.path.basename(path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return (f"{shown}: the file's name is not valid UTF-8, and Spark's reader would leave it out without a "
+                "word. Rename it (or move it away)")
+    if ":" in name:
+        return (f"{path}: a ':' in the file's name, which Spark's reader cannot open (it takes the name for a "
+                f"URI). Rename it, e.g. to {name.replace(':', '-')!r} (or move it away)")
+    return None
+
+
 def classify_file(entry: os.DirEntry | FileEntry, listing: Listing) -> None:
     """Put one entry that is not a folder into ``listing``: an image to read, or why not.
 
@@ -319,6 +339,9 @@ def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
                 continue
             folders.append(str(base / cls))
             for e in sorted(listing.images, key=lambda e: e.path):
+                problem = spark_name_problem(e.path)
+                if problem:
+                    raise BadDataError(problem + ".")
                 st = e.stat()
                 h.update(f"{e.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
                 count += 1
