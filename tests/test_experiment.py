@@ -187,6 +187,16 @@ def test_rerun_skips_finished_scenarios_and_retries_failed_ones(spark, small_run
            [r["accuracy"] for r in first["results"] if r["status"] == "done"]
 
 
+def test_another_experiments_folder_is_refused_and_left_as_it_was(small_run, cifar_py, tmp_path):
+    _, out, work, _ = small_run
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = parse_experiment("name = 'other'\n[[scenario]]\nmodel = 'naive_bayes'", "other.toml")
+    with pytest.raises(ConfigError, match=f"--out {out} holds the results of another experiment, 'small'.*"
+                                          f"this one is 'other'. Choose a new folder"):
+        run_experiment(other, data=str(cifar_py), out=out, work_dir=str(work), progress=False)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_damaged_recorded_result_is_named_not_run_over(spark, small_run, cifar_py, tmp_path):
     import shutil
 

@@ -31,6 +31,7 @@ import shutil
 import statistics
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,24 @@ from sparkvision.runtime.fs import remove_stale_in, temp_path, write_atomic
 from sparkvision.runtime.session import build_session, versions
 from sparkvision.runtime.stage_io import save_pipeline_model
 from sparkvision.runtime.stopping import raise_if_stopped
+
+
+def _check_out_is_this_experiments(out: Path, experiment: Experiment) -> None:
+    """Refuse an ``--out`` that holds another experiment's results: its report would be replaced by
+    this one's. The same experiment (by name), its file edited or not, resumes there."""
+    recorded = out / "experiment.toml"
+    if not recorded.is_file():
+        return
+    try:
+        name = tomllib.loads(recorded.read_text(encoding="utf-8")).get("name")
+    except (ValueError, UnicodeDecodeError):
+        name = None
+    if name is None:  # a file without a name: the report's summary says which experiment it was
+        summary = (_recorded(out / "results.json") or {}).get("summary", {})
+        name = summary.get("name") if isinstance(summary, dict) else None
+    if isinstance(name, str) and name != experiment.name:
+        raise ConfigError(f"--out {out} holds the results of another experiment, {name!r} (its {recorded.name}); "
+                          f"this one is {experiment.name!r}. Choose a new folder, or remove {out} to replace them.")
 
 
 def _recorded(path: Path) -> dict[str, Any] | None:
@@ -241,6 +260,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; an experiment writes a folder. Choose a new folder, "
                           "or the one an earlier run of this experiment wrote, to resume it.")
+    _check_out_is_this_experiments(out, experiment)
     p = _Progress(progress)
     # The data is found and checked before anything is created: a wrong --data leaves no folder behind.
     source = locate_data(data, work_dir, dataset=dataset, progress=progress)
