@@ -105,6 +105,9 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     (["--param", "numTrees=abc"], 2, "numTrees='abc': Could not convert abc to int"),
     (["--model", "mlp", "--param", "hidden=128"], 2, "give the hidden layer sizes as a list"),
     (["--image-size", "0"], 2, "--image-size must be between 1 and 1024"),
+    (["--param", "maxDepth=2", "--param", "maxDepth=3"], 2, "--param maxDepth is given 2 times"),
+    (["--num-trees", "3", "--param", "numTrees=7"], 2, "--num-trees 3 and --param numTrees=7 disagree"),
+    (["--seed", "-1"], 2, "--seed needs a whole number from 0"),
     (["--out", "{tmp}/a-file/run"], 2, "/a-file is a file, not a folder); choose another place"),
 ])
 def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from sparkvision.errors import ConfigError
 
 
 def param_value(text: str) -> Any:
@@ -41,6 +42,10 @@ def _launch_local_server(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``sparkvision run``: the whole pipeline, then a short summary."""
+    names = [name for name, _ in args.param]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # the last would win without a word
+        raise ConfigError(f"--param {twice[0]} is given {names.count(twice[0])} times; give each parameter once.")
     _launch_local_server(args)
     from sparkvision.jobs.run import RunConfig, run_job
     from sparkvision.runtime.fs import default_work_dir

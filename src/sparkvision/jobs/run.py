@@ -75,6 +75,8 @@ class RunConfig:
                 continue
             if spec is not None and name not in spec.tunable:
                 raise ConfigError(f"{flag} does not apply to --model {self.model}; it tunes {', '.join(spec.tunable)}.")
+            if name in params and params[name] != value:  # which one was meant is not ours to guess
+                raise ConfigError(f"{flag} {value} and --param {name}={params[name]!r} disagree; give one of them.")
             params[name] = value
         return params
 
