@@ -622,13 +622,17 @@ def test_option_out_that_would_overwrite_an_image_or_the_model_is_refused(capsys
     image, metrics = pictures / "dogs" / "0.png", run_folder / "metrics.json"
     before = {image: image.read_bytes(), metrics: metrics.read_bytes()}
     for model_dir, out, named in ((run_folder, image, "is one of the images to label"),
-                                  (run_folder, metrics, "is inside the model's folder"),
-                                  (run_folder / "model", run_folder / "model" / "labels.csv", "is inside the model's folder")):
+                                  (run_folder, metrics, "is the metrics.json of the run that saved the model"),
+                                  (run_folder / "model", metrics, "is the metrics.json of the run that saved the model"),
+                                  (run_folder, run_folder / "model" / "labels.csv", "is inside the model's folder")):
         code = main(["predict", str(model_dir), str(pictures), "--engine", "local", "--out", str(out), "--quiet"])
         err = capsys.readouterr().err
         assert code == 2 and f"--out {out} {named}" in err, err
     assert {path: path.read_bytes() for path in before} == before
     assert not (run_folder / "model" / "labels.csv").exists()
+    # Beside the model, in the run's folder, a labels file is a natural place, and allowed.
+    assert main(["predict", str(run_folder), str(pictures), "--engine", "local", "--quiet",
+                 "--out", str(run_folder / "labels.csv")]) == 0
 
 
 def test_option_out_in_a_folder_that_cannot_be_written(tmp_path):

@@ -68,7 +68,7 @@ def test_python2_style_pickle_with_str_keys_loads():
     (pickle.dumps({b"labels": [0, 10], b"data": np.zeros((2, 3072), np.uint8)}), r"label 10 at record 1 is outside 0\.\.9"),
     (pickle.dumps({b"labels": [0, -1], b"data": np.zeros((2, 3072), np.uint8)}), "label -1"),
     (pickle.dumps({b"labels": [0], b"data": np.zeros((2, 3072), np.uint8)}), "2 images but 1 labels"),
-    (pickle.dumps({b"labels": [0.0, 9.9], b"data": np.zeros((2, 3072), np.uint8)}), "not a list of integers.*float64"),
+    (pickle.dumps({b"labels": [0.0, 9.9], b"data": np.zeros((2, 3072), np.uint8)}), "not a list of integers.*float64 values, e.g. 9.9"),
     (pickle.dumps({b"labels": [True, False], b"data": np.zeros((2, 3072), np.uint8)}), "not a list of integers.*bool"),
     (pickle.dumps([1, 2, 3]), "expected a pickled dict"),
     (b"not a pickle at all", "not a readable pickle"),
@@ -77,6 +77,11 @@ def test_bad_batches_get_one_clear_error_naming_the_file(raw, message):
     with pytest.raises(BadDataError, match=message) as info:
         parse_python_batch(raw, "/data/data_batch_2")
     assert str(info.value).startswith("/data/data_batch_2:")
+
+
+def test_labels_stored_as_whole_floats_are_read_as_classes():
+    labels, _ = parse_python_batch(pickle.dumps({b"labels": [0.0, 3.0], b"data": np.zeros((2, 3072), np.uint8)}), "b")
+    assert labels.tolist() == [0, 3] and labels.dtype == np.int64
 
 
 def test_truncated_batch_is_reported_as_truncated():

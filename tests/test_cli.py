@@ -108,6 +108,7 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     (["--param", "maxDepth=2", "--param", "maxDepth=3"], 2, "--param maxDepth is given 2 times"),
     (["--num-trees", "3", "--param", "numTrees=7"], 2, "--num-trees 3 and --param numTrees=7 disagree"),
     (["--seed", "-1"], 2, "--seed needs a whole number from 0"),
+    (["--seed", "4294967296"], 2, "--seed needs a whole number from 0 to 4294967295"),
     (["--out", "{tmp}/a-file/run"], 2, "/a-file is a file, not a folder); choose another place"),
 ])
 def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):
@@ -116,6 +117,12 @@ def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code,
     result = run_cli(*argv, *[a.format(tmp=tmp_path) for a in args])
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_a_server_port_out_of_range_is_an_option_error(port):
+    result = run_cli("server", "start", "--port", port)
+    assert result.returncode == 2 and f"--port needs a whole number from 1 to 65535, not '{port}'" in result.stderr
 
 
 def test_missing_java_gets_one_clear_message(tmp_path):

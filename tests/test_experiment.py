@@ -187,6 +187,24 @@ def test_rerun_skips_finished_scenarios_and_retries_failed_ones(spark, small_run
            [r["accuracy"] for r in first["results"] if r["status"] == "done"]
 
 
+def test_a_failure_inside_spark_is_recorded_as_one_short_line(spark):
+    # A real JVM failure with a long message (Bernoulli naive Bayes prints the offending vector),
+    # as a scenario's error records it: its first line, cut at 300 characters.
+    from pyspark.ml.classification import NaiveBayes
+    from pyspark.ml.linalg import Vectors
+
+    from sparkvision.experiments.runner import _error_text
+
+    rows = spark.createDataFrame([(0.0, Vectors.dense([0.5] * 2000)), (1.0, Vectors.dense([0.25] * 2000))],
+                                 ["label", "features"])
+    with pytest.raises(Exception) as info:
+        NaiveBayes(modelType="bernoulli").fit(rows)
+    assert len(str(info.value)) > 5000  # PySpark's converted error keeps the whole vector
+    text = _error_text(info.value)
+    assert text.startswith("SparkRuntimeException: [USER_RAISED_EXCEPTION] Vector values MUST be in {0, 1}")
+    assert len(text) <= 302 and text.endswith(" …") and "\n" not in text
+
+
 def test_another_experiments_folder_is_refused_and_left_as_it_was(small_run, cifar_py, tmp_path):
     _, out, work, _ = small_run
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}

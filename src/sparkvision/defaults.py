@@ -10,7 +10,7 @@ IMAGE_SIZE = 32             # class folders: images are made size × size (short
 MAX_IMAGE_SIZE = 1024       # the largest --image-size: a 1024² RGB image is 3 MB a row already
 TEST_FRACTION = 0.2         # the hold-out share, when the data has no test split (the assignment's 80/20)
 SEED = 42                   # the hold-out split's (the assignment's) and the models' seed
-MAX_SEED = 2**62             # seeds are Spark's 64-bit longs; repeats add 1 per repeat, so well below 2**63
+MAX_SEED = 2**32 - 1         # Spark's seeds are longs, but the CNN derives torch's (seed × 1,000,003 + …) below 2**63
 
 # ── Features ─────────────────────────────────────────────────────────────────────────────────
 FEATURE_SETS = ("gray", "rgb", "patches")  # and patches:K in experiment files

@@ -61,17 +61,18 @@ from sparkvision.runtime.stopping import raise_if_stopped
 
 def _check_out_is_this_experiments(out: Path, experiment: Experiment) -> None:
     """Refuse an ``--out`` that holds another experiment's results: its report would be replaced by
-    this one's. The same experiment (by name), its file edited or not, resumes there."""
+    this one's. The same experiment (by ``name``, else its file's name), edited or not, resumes there.
+    An unreadable record proves nothing either way: the run goes on and rewrites it."""
     recorded = out / "experiment.toml"
     if not recorded.is_file():
         return
     try:
         name = tomllib.loads(recorded.read_text(encoding="utf-8")).get("name")
-    except (ValueError, UnicodeDecodeError):
+        if name is None:  # a file without a name: the report's summary says which experiment it was
+            summary = json.loads((out / "results.json").read_text(encoding="utf-8")).get("summary", {})
+            name = summary.get("name") if isinstance(summary, dict) else None
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
         name = None
-    if name is None:  # a file without a name: the report's summary says which experiment it was
-        summary = (_recorded(out / "results.json") or {}).get("summary", {})
-        name = summary.get("name") if isinstance(summary, dict) else None
     if isinstance(name, str) and name != experiment.name:
         raise ConfigError(f"--out {out} holds the results of another experiment, {name!r} (its {recorded.name}); "
                           f"this one is {experiment.name!r}. Choose a new folder, or remove {out} to replace them.")

@@ -29,6 +29,7 @@ from sparkvision.errors import (
 from sparkvision.features.names import parse_feature_set
 from sparkvision.models.registry import (
     CLASSIFIERS,
+    check_fits_our_features,
     check_names,
     check_params,
     check_value,
@@ -239,6 +240,7 @@ def parse_experiment(text: str, source: str) -> Experiment:
         for point in param_grid(params):  # ranges a model checks without Spark (the CNN's: epochs > 0, 3 widths …)
             try:
                 check_params(model, point)
+                check_fits_our_features(model, point)
             except (ValueError, TypeError) as exc:
                 shown = " ".join(f"{k}={v!r}" for k, v in point.items())
                 raise _fail(where, f"params {shown}: {exc}") from None

@@ -220,13 +220,17 @@ class _Job(NamedTuple):
     inputs: Inputs
 
 
-def _check_out_spares_inputs(out: Path, model_dir: str, model_path: Path, listed: Inputs) -> None:
-    """Refuse an ``--out`` that would overwrite an image to label or a file of the model's folder."""
+def _check_out_spares_inputs(out: Path, model_path: Path, listed: Inputs) -> None:
+    """Refuse an ``--out`` that would overwrite an image to label, a file of the model's folder, or
+    the ``metrics.json`` of the run that saved it (a labels file beside that is fine)."""
     target = os.path.realpath(out)
-    for folder in {os.path.realpath(model_dir), os.path.realpath(model_path)}:
-        if os.path.commonpath([target, folder]) == folder:
-            raise ConfigError(f"--out {out} is inside the model's folder {folder}: writing there would change the "
-                              "model or its run's files. Choose a file outside it, e.g. labels.csv.")
+    folder = os.path.realpath(model_path)
+    if os.path.commonpath([target, folder]) == folder:
+        raise ConfigError(f"--out {out} is inside the model's folder {folder}: writing there would change the "
+                          "model. Choose a file outside it, e.g. labels.csv.")
+    if target == os.path.join(os.path.dirname(folder), "metrics.json"):
+        raise ConfigError(f"--out {out} is the metrics.json of the run that saved the model: writing there would "
+                          "replace it. Choose another file name, e.g. labels.csv.")
     images = {os.path.realpath(p) for p in listed.files} | {os.path.realpath(s["path"]) for s in listed.skipped}
     if target in images:
         raise ConfigError(f"--out {out} is one of the images to label: writing the labels there would replace it. "
@@ -255,7 +259,7 @@ def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, 
         raise ConfigError(f"--top-k must be between 1 and {len(class_names)}, not {top_k}.")
     listed = list_inputs(inputs)
     if out_path:
-        _check_out_spares_inputs(out_path, model_dir, model_path, listed)
+        _check_out_spares_inputs(out_path, model_path, listed)
     return _Job(model_path, class_names, size, listed.paths, len(listed.files), out_path, fmt, listed)
 
 
@@ -299,9 +303,18 @@ def check_spark_reads_names(inputs: Inputs, engine_was: str = "") -> None:
     for path in inputs.files:
         problem = spark_name_problem(path)
         if problem:
-            hint = f"; or label it with --engine local (Spark was chosen: {engine_was})" if engine_was else \
-                "; or label it with --engine local"
-            raise BadDataError(problem + hint + ".")
+            raise BadDataError(problem + _local_engine_hint(engine_was) + ".")
+
+
+def _local_engine_hint(engine_was: str) -> str:
+    """How to label such a file anyway, from why Spark was chosen (the local engine reads any name)."""
+    if engine_was.startswith("the local engine does not"):
+        return ""  # this model needs Spark
+    if engine_was == "--master given":
+        return "; or drop --master/--remote (and SPARK_REMOTE) to label it with the local engine"
+    if engine_was == "launched by spark-submit":
+        return "; or run `sparkvision predict --engine local` outside spark-submit"
+    return "; or label it with --engine local"
 
 
 def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out: str | None = None,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sparkvision import defaults
 from sparkvision.data.ingest import ingest, locate_data, split_table
@@ -28,11 +28,16 @@ from sparkvision.features.warmup import warm_python_workers
 from sparkvision.models.cnn.settings import CHECKPOINT_FORMAT, require_torch
 from sparkvision.models.fitting import check_on_jvm, fit_pipeline, label_with_classes
 from sparkvision.models.persistence import save_model
-from sparkvision.models.registry import CLASSIFIERS, build_classifier, check_params
+from sparkvision.models.registry import CLASSIFIERS, build_classifier, check_fits_our_features, check_params
 from sparkvision.runtime.connect import is_connect, master, remote_url
 from sparkvision.runtime.fs import default_work_dir, remove_stale_in, temp_path
 from sparkvision.runtime.session import SparkSettings, build_session, versions
 from sparkvision.runtime.stopping import raise_if_stopped
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from sparkvision.data.table import ImageTable
 
 
 @dataclass
@@ -90,6 +95,7 @@ class RunConfig:
                               f"images), not {self.centroids}.")
         try:
             check_params(self.model, self.model_params())
+            check_fits_our_features(self.model, self.model_params())
         except ValueError as exc:
             raise ConfigError(f"--model/--param: {exc}.") from None
         if CLASSIFIERS[self.model].reads_images:
@@ -159,7 +165,8 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
     return final, tmp
 
 
-def _check_both_splits_hold_images(train, test, table, config: RunConfig) -> None:
+def _check_both_splits_hold_images(train: DataFrame, test: DataFrame, table: ImageTable,
+                                   config: RunConfig) -> None:
     """Refuse, before fitting, a split with no image in it: MLlib would fail deep inside its fit
     (an empty training set) or the run would report a score on no images (an empty hold-out).
 
@@ -172,7 +179,7 @@ def _check_both_splits_hold_images(train, test, table, config: RunConfig) -> Non
     for name, part in (("training", train), ("test" if table.info.has_test else "hold-out", test)):
         if not part.isEmpty():
             continue
-        if table.skipped:
+        if table.skipped and (name == "training" or table.info.has_test):
             first = table.skipped[0]
             why = (f"{table.info.skipped} file(s) could not be read, the first {first['path']}: {first['reason']}. "
                    "Replace or remove the unreadable files")
@@ -181,6 +188,8 @@ def _check_both_splits_hold_images(train, test, table, config: RunConfig) -> Non
         else:
             why = (f"a {config.test_fraction:.0%} hold-out of {table.info.num_images} image(s) leaves none for "
                    f"{name}. Add images (another --seed draws another hold-out)")
+            if table.skipped:
+                why = f"{why}; {table.info.skipped} file(s) could not be read, the first {table.skipped[0]['path']}"
         raise BadDataError(f"no {name} images: {why}.")
 
 

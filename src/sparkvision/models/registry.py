@@ -33,18 +33,18 @@ class ClassifierSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     tunable: tuple[str, ...] = ()
     one_vs_rest: bool = False
-    check: Callable[[dict[str, Any]], None] | None = None  # ranges checked before Spark (the CNN's; MLlib's are the JVM's)
+    check: Callable[[dict[str, Any]], None] | None = None  # ranges checked before Spark (ours: CNN, ridge; MLlib's are the JVM's)
     reads_images: bool = False  # takes the image table's bytes directly: no feature stages before it
     parse: Callable[[str, Any], Any] | None = None  # a command-line value (e.g. "64,128,128") to the Param's type
 
 
-
-def _check_naive_bayes(values: dict[str, Any]) -> None:
-    """Bernoulli naive Bayes takes only 0/1 features: MLlib would refuse the pixel values (in [0, 1])
-    in the middle of the fit, printing them."""
-    if values.get("modelType") == "bernoulli":
-        raise ValueError("modelType=bernoulli needs features that are all 0 or 1, and sparkvision's are pixel "
-                         "values between 0 and 1: use gaussian (the default) or multinomial")
+def check_fits_our_features(name: str, params: dict[str, Any]) -> None:
+    """Raise ValueError for a model setting that cannot fit sparkvision's own feature sets (run and
+    experiments; a user of ``build_classifier`` may bring other features). Bernoulli naive Bayes
+    takes only 0/1 values, and MLlib would refuse ours mid-fit, printing thousands of them."""
+    if name == "naive_bayes" and params.get("modelType") == "bernoulli":
+        raise ValueError("modelType=bernoulli needs features that are all 0 or 1, and sparkvision's (pixel values, "
+                         "patch responses) are not: use gaussian (the default) or multinomial")
 
 
 CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
@@ -70,7 +70,7 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in [
                    RidgeClassifier, {}, ("regParam", "regGrid", "validationFraction", "standardization"),
                    check=check_ridge_params),
     ClassifierSpec("naive_bayes", "Gaussian naive Bayes", NaiveBayes, {"modelType": "gaussian"},
-                   ("modelType", "smoothing"), check=_check_naive_bayes),
+                   ("modelType", "smoothing")),
     ClassifierSpec("cnn", "airbench's convolutional network on the RGB images, trained with TorchDistributor "
                    "(needs the torch extra)", CNNClassifier, {}, (*CNN_DEFAULTS, "checkpointDir"),
                    check=check_cnn_params, reads_images=True, parse=parse_cnn_value),

@@ -192,11 +192,15 @@ def parse_python_batch(raw: bytes, source: str, release: CifarRelease = CIFAR10,
         desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise BadDataError(f"{source}: 'data' must be a uint8 array of shape (N, {PIXELS}), found {desc}.")
     try:
-        given = np.asarray(batch[release.label_key])
-        if not np.issubdtype(given.dtype, np.integer):  # 9.9 must not become class 9, nor True class 1
-            first = given.reshape(-1)[0] if given.size else None
-            raise ValueError(f"found {given.dtype} values, e.g. {first!r}")
-        labels = given.astype(np.int64).reshape(-1)
+        given = np.asarray(batch[release.label_key]).reshape(-1)
+        # 9.9 must not become class 9, nor True class 1; 3.0 is class 3, and no labels at all is for
+        # the count below to report.
+        whole = np.issubdtype(given.dtype, np.integer) or (np.issubdtype(given.dtype, np.floating)
+                                                           and bool(np.all(np.mod(given, 1) == 0)))
+        if given.size and not whole:
+            odd = given[0] if given.dtype == bool else given[np.mod(given, 1) != 0][0]
+            raise ValueError(f"found {given.dtype} values, e.g. {odd.item()!r}")
+        labels = given.astype(np.int64)
     except (TypeError, ValueError) as exc:
         raise BadDataError(f"{source}: '{release.label_key}' is not a list of integers ({exc}); the file is "
                            "corrupt or not a CIFAR batch.") from None

@@ -132,6 +132,14 @@ class FileEntry:
         return os.stat(self.path)
 
 
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
 def spark_name_problem(path: str) -> str | None:
     """Why Spark's reader cannot take this image file's name, as a message naming it, or None.
 
@@ -140,12 +148,11 @@ def spark_name_problem(path: str) -> str | None:
     ``run`` and predict's Spark engine refuse it up front (the local engine reads it).
     """
     name = os.path.basename(path)
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
+    if _not_utf8(path):
         shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        return (f"{shown}: the file's name is not valid UTF-8, and Spark's reader would leave it out without a "
-                "word. Rename it (or move it away)")
+        what = "the file's name" if _not_utf8(name) else "a folder's name in its path"
+        return (f"{shown}: {what} is not valid UTF-8, and Spark's reader would leave the file out without a "
+                "word. Rename it (or move the file away)")
     if ":" in name:
         return (f"{path}: a ':' in the file's name, which Spark's reader cannot open (it takes the name for a "
                 f"URI). Rename it, e.g. to {name.replace(':', '-')!r} (or move it away)")

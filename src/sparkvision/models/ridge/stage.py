@@ -12,7 +12,6 @@ CIFAR-10 pipeline on Spark.
 from __future__ import annotations
 
 import math
-
 import time
 
 import numpy as np
@@ -56,7 +55,6 @@ class _RidgeParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasProbability
                      standardization=True, softmaxScale=10.0)
 
 
-
 def check_ridge_params(values: dict) -> None:
     """Raise ValueError (naming the Param) for ridge values that cannot fit: checked before Spark
     starts (the registry's check) and again by ``fit``.
@@ -74,8 +72,8 @@ def check_ridge_params(values: dict) -> None:
     grid = values.get("regGrid", [1.0])
     if "regParam" not in values and (not isinstance(grid, (list, tuple)) or not grid or not all(map(number, grid))):
         raise ValueError(f"regGrid must be a list of finite numbers ≥ 0 to choose regParam from, not {grid!r}")
-    fraction = values.get("validationFraction", 0.1)
-    if not (number(fraction) and fraction < 1):
+    fraction = values.get("validationFraction", 0.1)  # used only to choose regParam from the grid
+    if values.get("regParam") is None and not (number(fraction) and fraction < 1):
         raise ValueError(f"validationFraction must be in [0, 1), not {fraction!r}")
 
 class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWritable):
