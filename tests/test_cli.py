@@ -109,6 +109,7 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     (["--num-trees", "3", "--param", "numTrees=7"], 2, "--num-trees 3 and --param numTrees=7 disagree"),
     (["--seed", "-1"], 2, "--seed needs a whole number from 0"),
     (["--seed", "4294967296"], 2, "--seed needs a whole number from 0 to 4294967295"),
+    (["--features", "patches", "--image-size", "4"], 2, "--image-size must be at least 6, not 4"),
     (["--out", "{tmp}/a-file/run"], 2, "/a-file is a file, not a folder); choose another place"),
 ])
 def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):

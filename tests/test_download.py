@@ -78,6 +78,13 @@ def test_bad_downloads_fail_and_leave_nothing(server, tmp_path, name, message):
     assert not (tmp_path / RELEASE.filename).exists() and _leftovers(tmp_path) == []
 
 
+def test_a_url_urllib_cannot_take_is_a_download_error(tmp_path):
+    # A local path given as the mirror: urllib's "unknown url type", said as a download error.
+    with pytest.raises(DownloadError, match="Could not download /no/such/mirror.tar.gz .*unknown url type"):
+        download(RELEASE, tmp_path, url="/no/such/mirror.tar.gz", progress=False)
+    assert _leftovers(tmp_path) == []
+
+
 def test_corrupt_file_in_cache_is_never_used(server, tmp_path):
     (tmp_path / RELEASE.filename).write_bytes(b"half a file")
     path = download(RELEASE, tmp_path, url=f"{server}/good.tar.gz", progress=False)

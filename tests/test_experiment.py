@@ -85,6 +85,12 @@ params = { hidden = [64, 32] }
     ("seed = -1\n[[scenario]]\nmodel='naive_bayes'", "seed must be a whole number from 0"),
     ("[[scenario]]\nmodel='ridge'\nparams={ regParam=[0.1, -1.0] }", "regParam must be a finite number ≥ 0"),
     ("[[scenario]]\nmodel='naive_bayes'\nparams={ modelType='bernoulli' }", "modelType=bernoulli needs features"),
+    ("[[scenario]]\nmodel='logistic_regression'\nparams={ regParam=0.5 }\ntune={ params={ regParam=[0.1] } }",
+     "regParam is both in params and in tune.params"),
+    ("[[scenario]]\nmodel='logistic_regression'\ntune={ folds=7, params={ regParam=[0.1] } }",
+     "tune.folds does not apply to tune.method = 'train_validation_split'"),
+    ("[[scenario]]\nmodel='logistic_regression'\ntune={ method='cross_validator', train_ratio=0.5, params={ regParam=[0.1] } }",
+     "tune.train_ratio does not apply"),
     ("[[scenario]]\nmodel='logistic_regression'\ntune={ method='grid', params={ regParam=[0.1] } }", "tune.method"),
     # values of the wrong type: each named by its key, none escaping as a raw Python error
     ("scenario = [1, 2]", "scenario 1: must be a \\[\\[scenario\\]\\] table"),
@@ -93,7 +99,7 @@ params = { hidden = [64, 32] }
     ("[[scenario]]\nmodel='naive_bayes'\nfeatures = [1]", "features must be a feature set.*not 1"),
     ("[[scenario]]\nmodel='random_forest'\nparams={ numTrees = 'abc' }", "params.numTrees = 'abc'.*int"),
     ("[[scenario]]\nmodel='random_forest'\ntune={ params={ numTrees=['abc'] } }", "tune.params.numTrees = 'abc'"),
-    ("[[scenario]]\nmodel='random_forest'\ntune={ folds=1, params={ numTrees=[2, 4] } }", "tune.folds must be.*not 1"),
+    ("[[scenario]]\nmodel='random_forest'\ntune={ method='cross_validator', folds=1, params={ numTrees=[2, 4] } }", "tune.folds must be.*not 1"),
     ("[[scenario]]\nmodel='random_forest'\ntune={ train_ratio=1.5, params={ numTrees=[2] } }", "tune.train_ratio"),
     ("[[scenario]]\nmodel='mlp'\ntune={ params={ hidden=[[64]] } }", "tune.params cannot search hidden"),
     # an empty list would silently make no scenarios at all
@@ -212,6 +218,16 @@ def test_another_experiments_folder_is_refused_and_left_as_it_was(small_run, cif
     with pytest.raises(ConfigError, match=f"--out {out} holds the results of another experiment, 'small'.*"
                                           f"this one is 'other'. Choose a new folder"):
         run_experiment(other, data=str(cifar_py), out=out, work_dir=str(work), progress=False)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_refused_file_leaves_the_folder_as_it_was(spark, small_run, cifar_py):
+    _, out, work, _ = small_run
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    edited = parse_experiment(SMALL + "\n[[scenario]]\nmodel = 'random_forest'\nparams = { numTrees = 0 }\n",
+                              "small.toml")  # numTrees = 0: MLlib's own check, on the JVM
+    with pytest.raises(ConfigError, match="numTrees"):
+        run_experiment(edited, data=str(cifar_py), out=out, work_dir=str(work), spark=spark, progress=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 

@@ -66,7 +66,8 @@ def download(release: CifarRelease, dest_dir: str | os.PathLike, *, url: str | N
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"Download of {url} failed: the server answered {exc.code} {exc.reason}. "
                             f"{HOW_TO_PASS}") from exc
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        # ValueError: a URL urllib cannot parse (a local path given as the mirror), a bad header
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
             f"Could not download {url} ({reason}). If this machine is offline, get {release.filename} "
@@ -78,7 +79,8 @@ def _fetch(url: str, part: Path, release: CifarRelease, timeout: float, progress
     """Stream ``url`` into ``part``; DownloadError when it stops short or its md5 is not the release's."""
     h, done, started = hashlib.md5(), 0, time.perf_counter()
     with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
-        total = int(resp.headers.get("Content-Length") or 0) or None
+        length = resp.headers.get("Content-Length") or ""
+        total = int(length) if length.isdigit() and int(length) > 0 else None  # a bad header: size unknown
         while block := resp.read(1 << 20):
             out.write(block)
             h.update(block)

@@ -265,6 +265,11 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     p = _Progress(progress)
     # The data is found and checked before anything is created: a wrong --data leaves no folder behind.
     source = locate_data(data, work_dir, dataset=dataset, progress=progress)
+    if spark is None:
+        p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
+        spark = build_session(spark_settings)
+    _check_values(experiment, source)  # a bad value (numTrees = 0) fails now, before any data is read
+    # Only a file whose every value passed is recorded: a refused one leaves the folder as it was.
     try:
         (out / "scenarios").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -274,10 +279,6 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     # temporaries of this host's dead processes go, never live ones.
     remove_stale_in(out / "scenarios")
     _write_text(out / "experiment.toml", experiment.text)
-    if spark is None:
-        p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
-        spark = build_session(spark_settings)
-    _check_values(experiment, source)  # a bad value (numTrees = 0) fails now, before any data is read
     with task_errors():
         table = ingest(spark, source, work_dir, progress=progress)
     info = table.info

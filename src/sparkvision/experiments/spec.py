@@ -169,6 +169,11 @@ def _check_tune(tune: Any, where: str) -> dict[str, Any]:
     if "hidden" in tune["params"]:  # the search sets MLlib Params, and hidden is not one
         raise _fail(where, "tune.params cannot search hidden; make it a grid axis instead, "
                            "e.g. params = { hidden = [[64], [128]] }")
+    unused = {"train_validation_split": "folds", "cross_validator": "train_ratio"}[tune.get("method",
+                                                                                     "train_validation_split")]
+    if unused in tune:  # else it would be recorded but not used
+        raise _fail(where, f"tune.{unused} does not apply to tune.method = "
+                           f"{tune.get('method', 'train_validation_split')!r}; leave it out")
     tune = {"method": "train_validation_split", "folds": 3, "train_ratio": 0.8, "parallelism": 2, **tune}
     if not _is_int(tune["folds"]) or tune["folds"] < 2:
         raise _fail(where, f"tune.folds must be an integer of at least 2, not {tune['folds']!r}")
@@ -219,6 +224,9 @@ def parse_experiment(text: str, source: str) -> Experiment:
         tune = block.get("tune")
         if tune is not None:
             tune = _check_tune(tune, where)
+            both = sorted(set(tune["params"]) & set(params))
+            if both:  # the search would override the fixed value, which the scenario's name still shows
+                raise _fail(where, f"{both[0]} is both in params and in tune.params; give it in one of them")
         try:
             check_names(model, {**params, **(tune["params"] if tune else {})})
         except ValueError as exc:

@@ -23,6 +23,7 @@ from sparkvision.data.ingest import ingest, locate_data, split_table
 from sparkvision.defaults import MAX_IMAGE_SIZE
 from sparkvision.errors import BadDataError, ConfigError, task_errors
 from sparkvision.evaluation import evaluate
+from sparkvision.features.patches import PatchFeatures
 from sparkvision.features.sets import feature_size, feature_stages
 from sparkvision.features.warmup import warm_python_workers
 from sparkvision.models.cnn.settings import CHECKPOINT_FORMAT, require_torch
@@ -111,6 +112,10 @@ class RunConfig:
             raise ConfigError(f"the test fraction must be between 0 and 1, not {self.test_fraction}.")
         if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ConfigError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, not {self.image_size}.")
+        patch = PatchFeatures().getOrDefault("patchSize")
+        if self.features == "patches" and self.image_size < patch:  # (CIFAR's images are 32 pixels whatever it says)
+            raise ConfigError(f"--features patches takes {patch}×{patch}-pixel patches, so --image-size must be at least "
+                              f"{patch}, not {self.image_size}.")
 
 
 class Progress:
