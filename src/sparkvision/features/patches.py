@@ -27,6 +27,7 @@ from sparkvision.runtime.connect import is_connect
 from sparkvision.runtime.npy import from_npy, to_npy
 from sparkvision.runtime.stage_io import ArraysReadWrite, ParamsWritable
 
+PATCH_SIZE = 6  # the patches' side in pixels (Coates & Ng's 6×6), the images' smallest usable size
 
 
 class _Shared:
@@ -68,7 +69,7 @@ class _PatchParams(HasInputCol, HasOutputCol, HasSeed):
     imageWidth = Param(Params._dummy(), "imageWidth", "image width in pixels", typeConverter=TypeConverters.toInt)
     imageChannels = Param(Params._dummy(), "imageChannels", "channels per pixel (3: RGB)", typeConverter=TypeConverters.toInt)
 
-    _DEFAULTS = dict(inputCol="data", outputCol="features", k=DEFAULT_CENTROIDS, patchSize=6, stride=1, poolingGrid=2,
+    _DEFAULTS = dict(inputCol="data", outputCol="features", k=DEFAULT_CENTROIDS, patchSize=PATCH_SIZE, stride=1, poolingGrid=2,
                      encoder="triangle", alpha=0.25, whiteningEps=0.1, dictionary="kmeans", numPatches=200_000,
                      maxIter=10, flipInvariant=True, power=0.5, imageHeight=32, imageWidth=32, imageChannels=3, seed=42)
 
@@ -126,7 +127,7 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, ParamsWritab
     """
 
     @keyword_only
-    def __init__(self, *, inputCol: str = "data", outputCol: str = "features", k: int = DEFAULT_CENTROIDS, patchSize: int = 6,
+    def __init__(self, *, inputCol: str = "data", outputCol: str = "features", k: int = DEFAULT_CENTROIDS, patchSize: int = PATCH_SIZE,
                  stride: int = 1, poolingGrid: int = 2, encoder: str = "triangle", alpha: float = 0.25,
                  whiteningEps: float = 0.1, dictionary: str = "kmeans", numPatches: int = 200_000,
                  maxIter: int = 10, flipInvariant: bool = True, power: float = 0.5, imageHeight: int = 32,
@@ -136,7 +137,7 @@ class PatchFeatures(Estimator, _PatchParams, DefaultParamsReadable, ParamsWritab
         self.setParams(**self._input_kwargs)
 
     @keyword_only
-    def setParams(self, *, inputCol: str = "data", outputCol: str = "features", k: int = DEFAULT_CENTROIDS, patchSize: int = 6,
+    def setParams(self, *, inputCol: str = "data", outputCol: str = "features", k: int = DEFAULT_CENTROIDS, patchSize: int = PATCH_SIZE,
                   stride: int = 1, poolingGrid: int = 2, encoder: str = "triangle", alpha: float = 0.25,
                   whiteningEps: float = 0.1, dictionary: str = "kmeans", numPatches: int = 200_000,
                   maxIter: int = 10, flipInvariant: bool = True, power: float = 0.5, imageHeight: int = 32,

@@ -23,7 +23,7 @@ from sparkvision.data.ingest import ingest, locate_data, split_table
 from sparkvision.defaults import MAX_IMAGE_SIZE
 from sparkvision.errors import BadDataError, ConfigError, task_errors
 from sparkvision.evaluation import evaluate
-from sparkvision.features.patches import PatchFeatures
+from sparkvision.features.patches import PATCH_SIZE
 from sparkvision.features.sets import feature_size, feature_stages
 from sparkvision.features.warmup import warm_python_workers
 from sparkvision.models.cnn.settings import CHECKPOINT_FORMAT, require_torch
@@ -95,8 +95,9 @@ class RunConfig:
             raise ConfigError(f"--centroids must be an even number ≥ 2 (half are learned, half their mirror "
                               f"images), not {self.centroids}.")
         try:
-            check_params(self.model, self.model_params())
-            check_fits_our_features(self.model, self.model_params())
+            params = self.model_params()
+            check_params(self.model, params)
+            check_fits_our_features(self.model, params)
         except ValueError as exc:
             raise ConfigError(f"--model/--param: {exc}.") from None
         if CLASSIFIERS[self.model].reads_images:
@@ -112,10 +113,9 @@ class RunConfig:
             raise ConfigError(f"the test fraction must be between 0 and 1, not {self.test_fraction}.")
         if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ConfigError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, not {self.image_size}.")
-        patch = PatchFeatures().getOrDefault("patchSize")
-        if self.features == "patches" and self.image_size < patch:  # (CIFAR's images are 32 pixels whatever it says)
-            raise ConfigError(f"--features patches takes {patch}×{patch}-pixel patches, so --image-size must be at least "
-                              f"{patch}, not {self.image_size}.")
+        if self.features == "patches" and self.image_size < PATCH_SIZE:  # (CIFAR's are 32 pixels whatever it says)
+            raise ConfigError(f"--features patches takes {PATCH_SIZE}×{PATCH_SIZE}-pixel patches, so --image-size must "
+                              f"be at least {PATCH_SIZE}, not {self.image_size}.")
 
 
 class Progress:

@@ -76,6 +76,7 @@ def check_ridge_params(values: dict) -> None:
     if values.get("regParam") is None and not (number(fraction) and fraction < 1):
         raise ValueError(f"validationFraction must be in [0, 1), not {fraction!r}")
 
+
 class RidgeClassifier(Estimator, _RidgeParams, DefaultParamsReadable, ParamsWritable):
     """Linear classifier: ridge regression of one-hot labels, argmax of the scores.
 
