@@ -16,6 +16,7 @@ MAX_SEED = 2**32 - 1         # Spark's seeds are longs, but the CNN derives torc
 FEATURE_SETS = ("gray", "rgb", "patches")  # and patches:K in experiment files
 FEATURES = "gray"           # the assignment's: grayscale pixels
 CENTROIDS = 1600            # K of `patches` without a number (issue 4: 73-74 %, 2.4 min)
+PATCH_SIZE = 6              # the patches' side in pixels (Coates & Ng's 6×6), the images' smallest usable size
 
 # ── Models ───────────────────────────────────────────────────────────────────────────────────
 MODEL = "random_forest"     # the assignment's

@@ -21,13 +21,11 @@ from pyspark.sql.types import ArrayType, FloatType
 from sparkvision.features import patch_math
 from sparkvision.features.arrow_kernels import image_array
 from sparkvision.features.kernels import patch_features
-from sparkvision.defaults import CENTROIDS as DEFAULT_CENTROIDS
+from sparkvision.defaults import CENTROIDS as DEFAULT_CENTROIDS, PATCH_SIZE
 from sparkvision.runtime.arrow import list_array
 from sparkvision.runtime.connect import is_connect
 from sparkvision.runtime.npy import from_npy, to_npy
 from sparkvision.runtime.stage_io import ArraysReadWrite, ParamsWritable
-
-PATCH_SIZE = 6  # the patches' side in pixels (Coates & Ng's 6×6), the images' smallest usable size
 
 
 class _Shared:

@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from sparkvision import defaults
 from sparkvision.data.ingest import ingest, locate_data, split_table
-from sparkvision.defaults import MAX_IMAGE_SIZE
+from sparkvision.defaults import MAX_IMAGE_SIZE, PATCH_SIZE
 from sparkvision.errors import BadDataError, ConfigError, task_errors
 from sparkvision.evaluation import evaluate
-from sparkvision.features.patches import PATCH_SIZE
 from sparkvision.features.sets import feature_size, feature_stages
 from sparkvision.features.warmup import warm_python_workers
 from sparkvision.models.cnn.settings import CHECKPOINT_FORMAT, require_torch
