@@ -129,6 +129,17 @@ def test_local_engine_matches_spark(spark, models, pictures, tmp_path, name, rto
         assert sum(row["label_1"] == path.split("/")[-2] for path, row in by_local.items()) > len(by_local) / 2
 
 
+def test_without_top_k_a_two_class_model_gives_both_labels(models, pictures, tmp_path, capsys):
+    """The default --top-k (3) asks for no more labels than a model has; a number given is checked."""
+    out = tmp_path / "two.csv"
+    assert main(["predict", models["binomial"], str(pictures / "cats"), "--engine", "local", "--out", str(out),
+                 "--quiet"]) == 0
+    rows = _read(out)
+    assert rows and all(set(row) >= {"label_1", "label_2"} and "label_3" not in row for row in rows.values())
+    assert main(["predict", models["binomial"], str(pictures / "cats"), "--engine", "local", "--top-k", "3"]) == 2
+    assert "--top-k must be between 1 and 2, not 3" in capsys.readouterr().err
+
+
 def test_local_engine_refuses_an_unsupported_model_by_name(models, pictures, capsys):
     code = main(["predict", models["mlp"], str(pictures / "cats" / "0.jpg"), "--engine", "local"])
     err = capsys.readouterr().err

@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and its top-k labels and probabilities.")
     pred.add_argument("model_dir", help="the run's --out folder, or its model/ folder")
     pred.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    pred.add_argument("--top-k", type=int, default=defaults.TOP_K, help=f"labels per image (default {defaults.TOP_K})")
+    pred.add_argument("--top-k", type=int, default=None,
+                      help=f"labels per image (default {defaults.TOP_K}, or every class of a model with fewer)")
     pred.add_argument("--out", default=None, help="output file (.csv or .jsonl); default: CSV on stdout")
     pred.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's suffix")
     pred.add_argument("--engine", choices=defaults.ENGINES, default=defaults.ENGINES[0],

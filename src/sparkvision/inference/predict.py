@@ -218,6 +218,7 @@ class _Job(NamedTuple):
     out: Path | None
     fmt: str
     inputs: Inputs
+    top_k: int
 
 
 def _check_out_spares_inputs(out: Path, model_path: Path, listed: Inputs) -> None:
@@ -237,9 +238,12 @@ def _check_out_spares_inputs(out: Path, model_path: Path, listed: Inputs) -> Non
                           "Choose another file name, e.g. labels.csv.")
 
 
-def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, fmt: str | None) -> _Job:
+def prepare_job(model_dir: str, inputs: list[str], top_k: int | None, out: str | None, fmt: str | None) -> _Job:
     """Check everything about a predict request that can be checked without Spark (the model
-    folder, the inputs, ``--top-k``, ``--format``, ``--out``) and return what the engines need."""
+    folder, the inputs, ``--top-k``, ``--format``, ``--out``) and return what the engines need.
+
+    ``top_k`` None: :data:`~sparkvision.defaults.TOP_K` labels, or every class of a model with fewer.
+    """
     out_path = Path(out) if out else None
     if out_path and out_path.is_dir():
         raise ConfigError(f"--out {out_path} is a folder; give the name of the file to write, e.g. {out_path / 'labels.csv'}.")
@@ -255,12 +259,14 @@ def prepare_job(model_dir: str, inputs: list[str], top_k: int, out: str | None, 
 
     model_path, class_names, size = find_model(model_dir)
     check_model(model_path, class_names, size, labels=model_path / LABELS_FILE)  # every file it holds, no Spark
-    if not 1 <= top_k <= len(class_names):
+    if top_k is None:  # the default asks for no more labels than the model has
+        top_k = min(TOP_K, len(class_names))
+    elif not 1 <= top_k <= len(class_names):
         raise ConfigError(f"--top-k must be between 1 and {len(class_names)}, not {top_k}.")
     listed = list_inputs(inputs)
     if out_path:
         _check_out_spares_inputs(out_path, model_path, listed)
-    return _Job(model_path, class_names, size, listed.paths, len(listed.files), out_path, fmt, listed)
+    return _Job(model_path, class_names, size, listed.paths, len(listed.files), out_path, fmt, listed, top_k)
 
 
 def choose_engine(engine: str, model_dir: str, inputs: list[str], *, master_given: bool = False) -> tuple[str, str]:
@@ -317,7 +323,7 @@ def _local_engine_hint(engine_was: str) -> str:
     return "; or label it with --engine local"
 
 
-def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out: str | None = None,
+def predict(spark, model_dir: str, inputs: list[str], *, top_k: int | None = None, out: str | None = None,
             fmt: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Label every image in ``inputs`` with Spark; write CSV or JSON lines to ``out`` (stdout when None)."""
     from pyspark.sql import functions as F
@@ -337,8 +343,8 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out
         # Cached: the predictions and the list of unreadable files both read the decoded images.
         decoded = read_images(spark, job.paths, source, labelled=False).persist()
         good = decoded.filter(F.col("error").isNull()).drop("error")
-        rows = _top_k(model.transform(good), job.class_names, top_k).toLocalIterator()
-        written = _write(rows, job.out, job.fmt, top_k)
+        rows = _top_k(model.transform(good), job.class_names, job.top_k).toLocalIterator()
+        written = _write(rows, job.out, job.fmt, job.top_k)
         bad = job.inputs.skipped[:MAX_SKIPPED_LISTED]  # found by the listing (Spark's reader drops them silently)
         if len(bad) < MAX_SKIPPED_LISTED:
             bad += [{"path": r.origin, "reason": r.error} for r in decoded.filter(F.col("error").isNotNull())
@@ -420,7 +426,7 @@ def _chunks(items: list[str], n: int) -> Iterable[list[str]]:
         yield items[start:start + n]
 
 
-def predict_local(model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out: str | None = None,
+def predict_local(model_dir: str, inputs: list[str], *, top_k: int | None = None, out: str | None = None,
                   fmt: str | None = None, progress: bool = True) -> dict[str, Any]:
     """:func:`predict` without Spark: the same output, for a model ``inference.local`` can evaluate.
 
@@ -453,7 +459,7 @@ def predict_local(model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out:
         if not good:
             return [], skipped
         probability, prediction = model.predict(np.stack([px for _, px in good]))
-        return list(_ranked([f for f, _ in good], probability, prediction, job.class_names, top_k)), skipped
+        return list(_ranked([f for f, _ in good], probability, prediction, job.class_names, job.top_k)), skipped
 
     def rows(results) -> Iterator[_Row]:
         for labelled, skipped in results:
@@ -462,11 +468,11 @@ def predict_local(model_dir: str, inputs: list[str], *, top_k: int = TOP_K, out:
 
     with threadpool_limits(1):  # for the whole run: the threads are the parallelism
         if threads == 1:
-            written = _write(rows(map(label, _chunks(files, size))), job.out, job.fmt, top_k)
+            written = _write(rows(map(label, _chunks(files, size))), job.out, job.fmt, job.top_k)
         else:
             pool = ThreadPoolExecutor(threads)
             try:
-                written = _write(rows(pool.map(label, _chunks(files, size))), job.out, job.fmt, top_k)
+                written = _write(rows(pool.map(label, _chunks(files, size))), job.out, job.fmt, job.top_k)
             finally:  # on an error or Ctrl-C, chunks not started are dropped, not labelled for nothing
                 pool.shutdown(wait=True, cancel_futures=True)
     return {"predicted": written, "skipped": bad[:MAX_SKIPPED_LISTED], "ignored": job.inputs.ignored[:MAX_SKIPPED_LISTED],
