@@ -136,6 +136,20 @@ def test_missing_batch_file_is_named(tmp_path):
         locate(tmp_path, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("writer, extra", [(write_python_release, "data_batch_6"),
+                                           (write_python_release, "test_batch_2"),
+                                           (write_binary_release, "data_batch_6.bin")])
+def test_a_batch_file_beyond_the_release_is_named_not_left_unread(tmp_path, writer, extra):
+    folder = writer(tmp_path, 5)
+    suffix = ".bin" if extra.endswith(".bin") else ""
+    (folder / extra).write_bytes((folder / f"data_batch_1{suffix}").read_bytes())
+    (folder / f"data_batch_1{suffix}.bak").write_bytes(b"a backup, not a batch name")  # not taken for one
+    with pytest.raises(BadDataError, match=f"{extra} is not part of the cifar10 release .*Move it out"):
+        locate(tmp_path, tmp_path / "cache")
+    (folder / extra).unlink()
+    assert len(locate(tmp_path, tmp_path / "cache").files) == 5
+
+
 def test_binary_meta_that_is_not_text_is_named(tmp_path):
     folder = write_binary_release(tmp_path, 5)
     (folder / "batches.meta.txt").write_bytes(bytes(range(128, 256)))

@@ -18,6 +18,7 @@ import io
 import hashlib
 import os
 import pickle
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -286,6 +287,7 @@ def _batch_files(folder: Path, release: CifarRelease, suffix: str) -> tuple[Batc
             f"{folder}: missing batch file(s) {', '.join(missing)}. The release has "
             f"{', '.join(n + suffix for n in release.train_list)}; copy or download it again."
         )
+    _refuse_extra_batches(folder, release, suffix)
     files = [BatchFile(str(folder / (n + suffix)), "train") for n in release.train_list]
     files += [BatchFile(str(folder / (n + suffix)), "test") for n in release.test_list
               if (folder / (n + suffix)).is_file()]
@@ -293,6 +295,24 @@ def _batch_files(folder: Path, release: CifarRelease, suffix: str) -> tuple[Batc
         if os.path.getsize(f.path) == 0:
             raise BadDataError(f"{f.path}: the file is empty; copy or download it again.")
     return tuple(files)
+
+
+def _refuse_extra_batches(folder: Path, release: CifarRelease, suffix: str) -> None:
+    """A file named like one of the release's batches but not one of them (``data_batch_6``,
+    ``test_batch_2``) would be left unread without a word: name it instead."""
+    def stem(name: str) -> str:
+        return re.sub(r"[_\d]+$", "", name)
+
+    known = {*release.train_list, *release.test_list}
+    stems = {stem(n) for n in known}
+    extra = sorted(e.name for e in os.scandir(folder) if e.is_file() and e.name.endswith(suffix)
+                   and (base := e.name[:len(e.name) - len(suffix)]) not in known and stem(base) in stems)
+    if extra:
+        expected = ", ".join(n + suffix for n in (*release.train_list, *release.test_list))
+        raise BadDataError(f"{folder}: {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not part of the "
+                           f"{release.name} release ({expected}), and sparkvision reads only those. Move "
+                           f"{'it' if len(extra) == 1 else 'them'} out of the folder; to train on more images, "
+                           "give a folder of class folders instead (README: your own images).")
 
 
 def python_layout(folder: Path, release: CifarRelease) -> CifarSource:
