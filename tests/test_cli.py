@@ -34,6 +34,8 @@ def test_run_writes_model_and_metrics_and_a_summary(finished_run, capsys):
     assert set(metrics["seconds"]) >= {"session", "ingest", "fit", "evaluate", "save", "total"}
     assert len(metrics["confusion_matrix"]) == 10 and len(metrics["per_class_accuracy"]) == 10
     assert metrics["config"]["num_trees"] == 10 and metrics["versions"]["spark"].startswith("4.")
+    # options that do not apply to gray features on CIFAR data are not recorded as used
+    assert metrics["config"]["centroids"] is None and metrics["config"]["image_size"] is None
     assert f"accuracy {metrics['accuracy']:.2%}" in printed.out and str(out) in printed.out
     assert "[3/5]" in printed.err  # progress lines
     assert [p.name for p in base.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
@@ -111,6 +113,10 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     (["--seed", "4294967296"], 2, "--seed needs a whole number from 0 to 4294967295"),
     (["--features", "patches", "--image-size", "4"], 2, "--image-size must be at least 6, not 4"),
     (["--out", "{tmp}/a-file/run"], 2, "/a-file is a file, not a folder); choose another place"),
+    # options that do not apply are refused, not recorded in metrics.json as if used
+    (["--centroids", "16"], 2, "--centroids is the dictionary size of --features patches; it does not apply to "
+                                "--features gray"),
+    (["--image-size", "64"], 2, "is a cifar10 release, whose images are 32×32. Drop --image-size."),
 ])
 def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):
     argv = ["run", "--data", str(cifar_py), "--work-dir", str(tmp_path), "--out", str(tmp_path / "o")]
@@ -118,6 +124,7 @@ def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code,
     result = run_cli(*argv, *[a.format(tmp=tmp_path) for a in args])
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.tmp*"))
 
 
 @pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])

@@ -158,6 +158,7 @@ def trained(spark, tree, tmp_path_factory):
 def test_run_trains_on_a_class_folder(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["class_names"] == ["cats", "dogs", "fish"] and metrics["accuracy"] > 0.8
+    assert metrics["config"]["image_size"] == 32  # the default, which applies to class folders
     assert metrics["data"]["skipped_files"] == 2
 
 

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(run)
     run.add_argument("--features", default=defaults.FEATURES, choices=defaults.FEATURE_SETS,
                      help=f"feature set: gray or rgb pixels, or learned patch features (default {defaults.FEATURES})")
-    run.add_argument("--centroids", type=int, default=defaults.CENTROIDS, metavar="K",
+    run.add_argument("--centroids", type=int, default=None, metavar="K",
                      help=f"--features patches: dictionary size; 2K features per image (default {defaults.CENTROIDS})")
     run.add_argument("--model", default=None, choices=_ModelNames(), metavar="NAME",
                      help=f"classifier: %(choices)s (default {defaults.MODEL}, the assignment's; ridge with "
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"seed of the hold-out split and the model (default {defaults.SEED})")
     run.add_argument("--strict", action="store_true",
                      help="class folders: stop at an unreadable image instead of skipping and listing it")
-    run.add_argument("--image-size", type=int, default=defaults.IMAGE_SIZE,
+    run.add_argument("--image-size", type=int, default=None,
                      help=f"class folders: make images N×N (shorter side to N, centre crop; default {defaults.IMAGE_SIZE})")
     run.add_argument("--out", default=None, help="output folder (default runs/<timestamp>); must not exist")
     _add_spark_options(run)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from sparkvision import defaults
 from sparkvision.data.ingest import ingest, locate_data, split_table
+from sparkvision.data.sources.folder import FolderSource
 from sparkvision.defaults import MAX_IMAGE_SIZE, PATCH_SIZE
 from sparkvision.errors import BadDataError, ConfigError, task_errors
 from sparkvision.evaluation import evaluate
@@ -46,7 +47,7 @@ class RunConfig:
     data: str = defaults.DATA
     dataset: str = defaults.DATASET  # which CIFAR release --data holds: one of defaults.DATASETS
     features: str = defaults.FEATURES
-    centroids: int = defaults.CENTROIDS  # --features patches: dictionary size K (2K features per image)
+    centroids: int | None = None   # --features patches: dictionary size K (2K features per image); None: CENTROIDS
     model: str = defaults.MODEL
     params: dict[str, Any] = field(default_factory=dict)  # the model's Params, over its defaults
     num_trees: int | None = None   # shorthands for params numTrees / maxDepth (tree models)
@@ -55,14 +56,22 @@ class RunConfig:
     seed: int = defaults.SEED      # PySpark's default model seed is a string hash, which changes every process
     test_fraction: float = defaults.TEST_FRACTION  # used only when the data has no test batch
     strict: bool = False           # class folders: an unreadable file is an error, not skipped
-    image_size: int = defaults.IMAGE_SIZE  # class folders: images are made size × size (shorter side, centre crop)
+    image_size: int | None = None  # class folders: images made N × N (shorter side, centre crop); None: IMAGE_SIZE
     out: str | None = None         # default runs/<timestamp>
     work_dir: str = field(default_factory=lambda: default_work_dir())
     spark: SparkSettings = field(default_factory=SparkSettings)
 
     def feature_set(self) -> str:
         """The feature set's full name: ``gray``, ``rgb`` or ``patches:K``."""
-        return f"patches:{self.centroids}" if self.features == "patches" else self.features
+        return f"patches:{self.k()}" if self.features == "patches" else self.features
+
+    def k(self) -> int:
+        """The patch features' dictionary size: ``centroids``, or the default."""
+        return defaults.CENTROIDS if self.centroids is None else self.centroids
+
+    def size(self) -> int:
+        """The size class-folder images are made: ``image_size``, or the default."""
+        return defaults.IMAGE_SIZE if self.image_size is None else self.image_size
 
     def model_params(self) -> dict[str, Any]:
         """The model's parameters: ``params`` with the tree shorthands applied."""
@@ -90,9 +99,12 @@ class RunConfig:
 
         if self.features not in defaults.FEATURE_SETS:
             raise ConfigError(f"--features {self.features!r}: choose one of {', '.join(defaults.FEATURE_SETS)}.")
-        if self.centroids < 2 or self.centroids % 2:
+        if self.centroids is not None and self.features != "patches":  # else recorded as if it had been used
+            raise ConfigError(f"--centroids is the dictionary size of --features patches; it does not apply to "
+                              f"--features {self.features}. Drop it, or add --features patches.")
+        if self.k() < 2 or self.k() % 2:
             raise ConfigError(f"--centroids must be an even number ≥ 2 (half are learned, half their mirror "
-                              f"images), not {self.centroids}.")
+                              f"images), not {self.k()}.")
         try:
             params = self.model_params()
             check_params(self.model, params)
@@ -110,11 +122,11 @@ class RunConfig:
             raise ConfigError(f"--max-depth must be between 1 and 30 (MLlib's limit), not {self.max_depth}.")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"the test fraction must be between 0 and 1, not {self.test_fraction}.")
-        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
-            raise ConfigError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, not {self.image_size}.")
-        if self.features == "patches" and self.image_size < PATCH_SIZE:  # (CIFAR's are 32 pixels whatever it says)
+        if not 1 <= self.size() <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, not {self.size()}.")
+        if self.features == "patches" and self.size() < PATCH_SIZE:
             raise ConfigError(f"--features patches takes {PATCH_SIZE}×{PATCH_SIZE}-pixel patches, so --image-size must "
-                              f"be at least {PATCH_SIZE}, not {self.image_size}.")
+                              f"be at least {PATCH_SIZE}, not {self.size()}.")
 
 
 class Progress:
@@ -224,8 +236,11 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     try:
         with task_errors():  # a project error raised in a task comes back as itself
             # Find and check the data before starting a JVM: a wrong path fails in a second.
-            source = locate_data(config.data, config.work_dir, dataset=config.dataset, image_size=config.image_size,
+            source = locate_data(config.data, config.work_dir, dataset=config.dataset, image_size=config.size(),
                                  progress=progress)
+            if config.image_size is not None and not isinstance(source, FolderSource):
+                raise ConfigError(f"--image-size applies to class folders; {config.data} is a {source.release.name} "
+                                  f"release, whose images are {source.height}×{source.width}. Drop --image-size.")
             where = config.spark.remote or remote_url() or config.spark.master
             with p.phase("session", f"starting Spark ({where})"):
                 if spark is None:  # a new session: its Python workers are not started yet
@@ -263,7 +278,10 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             metrics.update({
                 "seconds": {**p.seconds, "total": p.total()},
                 "fit_seconds": {**fit_detail, **{f"ridge {k}": v for k, v in getattr(model.stages[-1], "fitSeconds", {}).items()}},
-                "config": {**asdict(config), "out": str(final), "model_params": config.model_params()},
+                "config": {**asdict(config), "out": str(final), "model_params": config.model_params(),
+                           # the values used, and null where the option does not apply
+                           "centroids": config.k() if config.features == "patches" else None,
+                           "image_size": config.size() if isinstance(source, FolderSource) else None},
                 "data": {"table": str(table.path), "table_reused": table.reused, "source": source.root,
                          "skipped_files": table.info.skipped, "skipped": table.skipped,
                          # files the listing found that are not images to read (other formats, hidden names, …)
