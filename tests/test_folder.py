@@ -14,7 +14,7 @@ from helpers import run_cli
 from sparkvision.cli import main
 from sparkvision.data.sources.folder import decode_image, from_spark_image_df, locate_folder
 from sparkvision.data.ingest import ingest_folder
-from sparkvision.errors import BadDataError, DataNotFoundError
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
 
 COLOURS = {"cats": (200, 40, 40), "dogs": (40, 40, 200), "fish": (40, 200, 40)}
 FORMATS = ["jpg", "png", "bmp", "webp", "gif"]
@@ -194,6 +194,16 @@ def test_public_api_loads_folders_and_refuses_a_folder_as_cifar(spark, tree, tmp
     assert table.info.num_images == 72 and table.info.class_names == ("cats", "dogs", "fish")
     with pytest.raises(DataNotFoundError, match="use load_folder"):
         sv.load_cifar10(spark, tree, work_dir=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("size", [0, 5000, 32.5, True])
+def test_public_api_refuses_an_image_size_that_cannot_work(spark, tree, tmp_path, size):
+    """Before: 0 blamed every good file as unreadable, 5000 (75 MB a row) killed the JVM."""
+    import sparkvision as sv
+
+    with pytest.raises(ConfigError, match=f"image size {size!r}: give a whole number of pixels from 1 to 1024"):
+        sv.load_folder(spark, tree, image_size=size, work_dir=tmp_path, progress=False)
+    assert not (tmp_path / "tables").exists()
 
 
 def test_files_beside_the_class_folders_and_empty_files_are_listed_not_read(spark, tmp_path):

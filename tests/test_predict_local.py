@@ -140,6 +140,32 @@ def test_without_top_k_a_two_class_model_gives_both_labels(models, pictures, tmp
     assert "--top-k must be between 1 and 2, not 3" in capsys.readouterr().err
 
 
+def test_save_model_refuses_what_would_not_load_and_writes_nothing_half_way(models, tmp_path):
+    """Public API: a folder that exists, class names load_model refuses or that do not match the
+    classes the model predicts are refused before anything is written; a good save leaves no
+    temporary beside it and loads back."""
+    from sparkvision.api import load_model, save_model
+    from sparkvision.errors import ConfigError
+
+    model, names = load_model(models["forest"])
+    assert len(names) == 3
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    for target, class_names, size, message in [
+        (taken, names, 32, "already exists"),
+        (tmp_path / "a", ["a", "a", "b"], 32, "class a named twice"),
+        (tmp_path / "b", ["a", "", "b"], 32, "class_names must be a list of names"),
+        (tmp_path / "c", names, 0, "image_size must be a whole number of pixels from 1 to 1024"),
+        (tmp_path / "d", names[:2], 32, "2 class names, but the model predicts 3 classes"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            save_model(model, target, class_names, size)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and not list(taken.iterdir())
+    saved = save_model(model, tmp_path / "good", names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "taken"]
+    assert load_model(saved)[1] == names
+
+
 def test_local_engine_refuses_an_unsupported_model_by_name(models, pictures, capsys):
     code = main(["predict", models["mlp"], str(pictures / "cats" / "0.jpg"), "--engine", "local"])
     err = capsys.readouterr().err

@@ -16,6 +16,20 @@ from sparkvision.runtime.fs import write_atomic
 LABELS_FILE = "sparkvision-labels.json"  # beside a saved PipelineModel's metadata/ and stages/
 
 
+def labels_problem(names: object, size: object) -> str | None:
+    """What makes (class names, image size) unfit for a labels file, or None: the names must be a
+    list of distinct non-empty strings, the size a whole number of pixels from 1 to MAX_IMAGE_SIZE."""
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        return f"class_names must be a list of names, found {json.dumps(names, default=repr)[:80]}"
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        return f"class {', '.join(twice)} named twice"
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
+        return (f"image_size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, "
+                f"found {json.dumps(size, default=repr)[:40]}")
+    return None
+
+
 def write_labels(model_path: str | Path, class_names: Sequence[str], image_size: int) -> Path:
     """Write ``model_path/sparkvision-labels.json``; return its path."""
     path = Path(model_path) / LABELS_FILE
@@ -33,13 +47,7 @@ def read_labels(labels: Path) -> tuple[list[str], int]:
         raise BadDataError(f"{labels}: not a readable class list ({type(exc).__name__}: {exc}). {fix}") from None
     except OSError as exc:
         raise BadDataError(f"{labels}: cannot be read ({exc.strerror or exc}). {fix}") from None
-    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
-        raise BadDataError(f"{labels}: not a readable class list (class_names must be a list of names, found "
-                           f"{json.dumps(names)[:80]}). {fix}")
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise BadDataError(f"{labels}: not a readable class list (class {', '.join(twice)} named twice). {fix}")
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
-        raise BadDataError(f"{labels}: not a readable class list (image_size must be a whole number of pixels "
-                           f"from 1 to {MAX_IMAGE_SIZE}, found {json.dumps(size)[:40]}). {fix}")
+    problem = labels_problem(names, size)
+    if problem:
+        raise BadDataError(f"{labels}: not a readable class list ({problem}). {fix}")
     return names, size

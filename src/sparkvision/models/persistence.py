@@ -4,16 +4,45 @@ find it: the model in pyspark.ml's layout, and the labels file beside it."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
-from sparkvision.models.labels import write_labels
+from sparkvision.errors import ConfigError
+from sparkvision.models.labels import labels_problem, write_labels
+from sparkvision.runtime.fs import temp_path
 from sparkvision.runtime.stage_io import save_pipeline_model
 
 
 def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image_size: int = 32) -> Path:
-    """Save a fitted PipelineModel with its class names and image size; return its folder."""
+    """Save a fitted PipelineModel with its class names and image size; return its folder.
+
+    ``path`` must not exist. The class names and size are checked first, against the rules
+    :func:`sparkvision.load_model` reads them by and against the classes the model predicts,
+    so a saved model always loads. The model is written under a temporary name beside ``path``
+    and renamed when complete: a failed save leaves nothing that looks like a model.
+    """
     path = Path(path)
-    save_pipeline_model(model, str(path))
-    write_labels(path, class_names, image_size)
+    names = list(class_names)
+    problem = labels_problem(names, image_size)
+    if problem:
+        raise ConfigError(f"save_model: {problem}; a model saved so could not be loaded again.")
+    last = model.stages[-1] if getattr(model, "stages", None) else None
+    predicted = getattr(last, "numClasses", None)
+    if last is not None and hasattr(last, "hasParam") and last.hasParam("numClasses"):  # the CNN's is a Param
+        predicted = last.getOrDefault("numClasses")
+    if isinstance(predicted, int) and predicted != len(names):
+        raise ConfigError(f"save_model: {len(names)} class names, but the model predicts {predicted} classes; "
+                          "give one name per class, in label order.")
+    if path.exists():
+        raise ConfigError(f"save_model: {path} already exists; choose another folder or remove it.")
+    tmp = temp_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_pipeline_model(model, str(tmp))
+        write_labels(tmp, names, image_size)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path

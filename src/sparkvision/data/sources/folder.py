@@ -29,7 +29,8 @@ from typing import Iterator
 
 import numpy as np
 
-from sparkvision.errors import BadDataError, DataNotFoundError
+from sparkvision.defaults import MAX_IMAGE_SIZE
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 SPLITS = ("train", "test")
@@ -281,6 +282,9 @@ def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
     the class folders, folders without images). A layout that cannot be what was meant (no
     classes, one class, images in folders beside ``train/``, a link loop) is an error naming it.
     """
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
+        # else every image is blamed for it (0), or the JVM runs out of memory (5000: 75 MB a row)
+        raise ConfigError(f"image size {size!r}: give a whole number of pixels from 1 to {MAX_IMAGE_SIZE}.")
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataNotFoundError(f"{path}: no such folder.")
