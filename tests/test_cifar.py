@@ -208,6 +208,40 @@ def test_archive_is_extracted_once_and_reused(tmp_path):
     assert not [p for p in (tmp_path / "cache" / "extracted").iterdir() if p.name.startswith(".")]
 
 
+def _damaged_archive(tmp_path, damage) -> "Path":
+    folder = write_python_release(tmp_path / "src", 5)
+    damage(folder)
+    path = tmp_path / CIFAR10.filename
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname=CIFAR10.base_folder)
+    return path
+
+
+def test_a_damaged_file_inside_an_archive_names_the_archive(tmp_path):
+    """Found while locating (in the driver): the archive is named as what to replace."""
+    def same_names(folder):
+        (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": ["cat"] * 10}))
+
+    archive = _damaged_archive(tmp_path, same_names)
+    with pytest.raises(BadDataError, match=f"'cat' appear more than once.* extracted from {archive}: that archive"):
+        locate(archive, tmp_path / "cache")
+
+
+def test_a_damaged_batch_inside_an_archive_names_the_archive_when_read(spark, tmp_path):
+    """Found by a Spark task reading the batch: the same, through the task's error."""
+    from sparkvision.data.ingest import ingest_cifar
+
+    def truncate(folder):
+        data = (folder / "data_batch_3").read_bytes()
+        (folder / "data_batch_3").write_bytes(data[: len(data) // 2])
+
+    archive = _damaged_archive(tmp_path, truncate)
+    source = locate(archive, tmp_path / "cache")
+    assert source.archive == str(archive)
+    with pytest.raises(BadDataError, match=f"data_batch_3: not a readable pickle.* extracted from {archive}"):
+        ingest_cifar(spark, source, tmp_path / "work", progress=False)
+
+
 def test_incomplete_extraction_in_the_cache_is_not_reused(tmp_path):
     archive = _archive(tmp_path)
     first = locate(archive, tmp_path / "cache")

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -40,7 +41,7 @@ def locate_cifar(data: str | os.PathLike, cache_dir: str | os.PathLike, release:
         raise DataNotFoundError(f"{path}: no such file or folder. {HOW_TO_PASS}")
     if path.is_file():
         if path.name.endswith((".tar.gz", ".tgz")):
-            return python_layout(extract_archive(path, cache / "extracted", release), release)
+            return _extracted(path, cache, release)
         raise DataNotFoundError(f"{path}: a file, but not a .tar.gz archive. {HOW_TO_PASS}")
     for candidate, layout in ((path, None), (path / release.base_folder, "python"), (path / release.bin_folder, "binary")):
         if not candidate.is_dir():
@@ -51,7 +52,7 @@ def locate_cifar(data: str | os.PathLike, cache_dir: str | os.PathLike, release:
         if layout in (None, "binary") and names & {f"{n}.bin" for n in release.train_list + release.test_list}:
             return binary_layout(candidate, release)
     if (path / release.filename).is_file():
-        return python_layout(extract_archive(path / release.filename, cache / "extracted", release), release)
+        return _extracted(path / release.filename, cache, release)
     other = next((r for r in RELEASES.values() if r.base_folder != release.base_folder and any(
         (path / n).exists() for n in (r.base_folder, r.bin_folder, r.filename, r.train_list[0], r.train_list[0] + ".bin"))),
         None)
@@ -60,6 +61,26 @@ def locate_cifar(data: str | os.PathLike, cache_dir: str | os.PathLike, release:
         f"{path}: no {release.name} batches found (looked for {release.base_folder}/, {release.bin_folder}/, "
         f"{release.filename} or the batch files themselves).{hint} {HOW_TO_PASS}"
     )
+
+
+def _extracted(archive: Path, cache: Path, release: CifarRelease) -> CifarSource:
+    """The release inside ``archive``, extracted once into ``cache``; its errors name the archive."""
+    folder = extract_archive(archive, cache / "extracted", release)
+    with _naming_archive(str(archive)):
+        return replace(python_layout(folder, release), archive=str(archive))
+
+
+@contextmanager
+def _naming_archive(archive: str | None) -> Iterator[None]:
+    """A damaged file of an extracted archive is named by its place in the cache, and "copy it
+    again" would not mend it: say which archive it came from, which is what to replace."""
+    try:
+        yield
+    except (BadDataError, DataNotFoundError) as exc:
+        if archive is None:
+            raise
+        raise type(exc)(f"{exc} It was extracted from {archive}: that archive is damaged or incomplete; "
+                        "download or copy it again (the extracted copy is replaced when the archive changes).") from None
 
 
 def ingest_cifar(spark: SparkSession, source, work_dir: str | os.PathLike, *,
@@ -74,7 +95,8 @@ def ingest_cifar(spark: SparkSession, source, work_dir: str | os.PathLike, *,
         print(f"  reading {len(source.files)} batch files from {source.root} in Spark tasks", file=sys.stderr)
     info = TableInfo(dataset=source.release.name, fingerprint=fp, class_names=source.label_names,
                      num_images=-1, has_test=source.has_test, source=source.root)
-    table = write_table(spark, read_batches(spark, source), path, info)
+    with _naming_archive(source.archive):
+        table = write_table(spark, read_batches(spark, source), path, info)
     table.reused = False
     return table
 

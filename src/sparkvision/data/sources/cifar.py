@@ -264,6 +264,7 @@ class CifarSource:
     files: tuple[BatchFile, ...]
     label_names: tuple[str, ...]
     records_per_batch: int | None  # from batches.meta, when it says
+    archive: str | None = None     # the .tar.gz the files were extracted from, to name in errors
 
     height, width, channels = HEIGHT, WIDTH, CHANNELS
 
