@@ -93,7 +93,7 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     import torch
 
     from sparkvision.models.cnn.inference import Predictor
-    from sparkvision.models.cnn.settings import CNN_DEFAULTS, resolve_precision, with_preset
+    from sparkvision.models.cnn.settings import CNN_DEFAULTS, preset_name, resolve_precision, with_preset
     from sparkvision.models.cnn.training import TrainJob, TrainSettings, read_shard, train
 
     params = dict(params or {})
@@ -101,7 +101,7 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     given = {"epochs": epochs, "widths": [int(w) for w in widths.split(",")] if widths else None,
              "batchSize": batch_size}
     given = {**params, **{k: v for k, v in given.items() if v is not None}}
-    values = with_preset({**CNN_DEFAULTS, **given}, precision, set(given))
+    values = with_preset({**CNN_DEFAULTS, **given}, preset_name(precision, False), set(given))
     # The same settings as CNNClassifier's, but one process of two threads.
     settings = TrainSettings.from_params(values, precision=precision, num_classes=10, seed=42, threads=2,
                                          use_gpu=False)

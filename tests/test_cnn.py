@@ -23,8 +23,8 @@ from pyspark.ml import PipelineModel
 from helpers import kill_when, run_cli
 from sparkvision.cli import main
 from sparkvision.models.cnn.inference import Predictor
-from sparkvision.models.cnn.settings import (LEARNING_RATES, check_safetensors, cpu_has_native_bfloat16,
-                                             parse_cnn_value, resolve_precision)
+from sparkvision.models.cnn.settings import (LEARNING_RATES, PRESETS, check_safetensors, cpu_has_native_bfloat16,
+                                             parse_cnn_value, preset_name, resolve_precision)
 from sparkvision.models.cnn.training import TrainJob, TrainSettings, lr_factor, progressive_sizes, train
 from sparkvision.errors import BadDataError
 from sparkvision.models.fitting import label_with_classes
@@ -58,6 +58,7 @@ def test_a_tiny_run_learns_and_records_its_curve(cnn_run):
     assert cnn["processes"] == 2 and cnn["threads_per_process"] == 1 and cnn["world_size"] == 2  # DDP over gloo
     assert cnn["weight_average"] is False  # 20 steps: too short for the lookahead average to pay
     assert cnn["precision"] == resolve_precision("auto", False) and cnn["device"] == "cpu"
+    assert cnn["preset"] == preset_name(cnn["precision"], False)
     # the preset: the first epochs train on smaller images (progressive resizing)
     assert [tuple(p["image_size"]) for p in cnn["curve"]] == progressive_sizes(4, 32, 32) != [(32, 32)] * 4
     assert metrics["config"]["model_params"]["widths"] == [16, 32, 32]
@@ -188,6 +189,11 @@ def test_safetensors_check_and_precision_choice():
     assert cpu_has_native_bfloat16("flags\t: fpu avx2 amx_bf16 amx_tile\n")
     assert not cpu_has_native_bfloat16("flags\t: fpu avx2 fma\n")
     assert resolve_precision("auto", True) == "bfloat16" and resolve_precision("float32", True) == "float32"
+    # bfloat16's epochs by what computes it: AMX tiles or a GPU 18, AVX512-BF16 alone 13
+    amx, avx512 = "flags\t: avx512f avx512_bf16 amx_bf16 amx_tile\n", "flags\t: avx512f avx512_bf16\n"
+    assert preset_name("bfloat16", False, amx) == preset_name("bfloat16", True, avx512) == "bfloat16"
+    assert preset_name("bfloat16", False, avx512) == "bfloat16-avx512" and preset_name("float32", False, amx) == "float32"
+    assert PRESETS["bfloat16"]["epochs"] > PRESETS["bfloat16-avx512"]["epochs"]
     # airbench's schedule: 0.2 at the start, 1 at 23 % of the steps, 0.07 at the end
     assert lr_factor(0, 100) == pytest.approx(0.2) and lr_factor(23, 100) == pytest.approx(1.0)
     assert lr_factor(100, 100) == pytest.approx(0.07)

@@ -68,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cnn = m["cnn"]
         last = cnn["curve"][-1] if cnn.get("curve") else {}
         resumed = f", resumed after epoch {cnn['resumed_after_epoch']}" if cnn.get("resumed_after_epoch") else ""
-        print(f"cnn      {cnn['precision']} on {cnn['device']}, {cnn['processes']} process(es) × "
+        preset = f" (preset {cnn['preset']})" if cnn.get("preset") else ""
+        print(f"cnn      {cnn['precision']} on {cnn['device']}{preset}, {cnn['processes']} process(es) × "
               f"{cnn['threads_per_process']} thread(s), {cnn.get('epochs_run', '?')} epochs, "
               f"{last.get('images_per_s', 0):,.0f} images/s in the last{resumed}; the curve is in metrics.json")
     if m["data"]["skipped_files"]:

@@ -17,14 +17,16 @@ from sparkvision.errors import ConfigError
 
 TORCH_EXTRA = "pip install 'sparkvision[torch]'"
 
-# Widths, epochs, batch size, update rule and progressive resizing when not given, by the precision
-# that runs. Both train airbench94_muon's rule (Muon on the conv filters) on 1000-image steps, the
-# first 60 % of the epochs on smaller images (training.progressive_sizes), which buys epochs:
-# a convolution's cost goes with its pixels.
-# bfloat16 (AMX, AVX512-BF16, GPUs) trains 2-3 times as fast, so it affords airbench's full widths,
-# and 18 epochs: 90.64 % on the 20 % hold-out in 7.0 minutes end to end on a 2-core AMX Xeon, where
-# 16 gave 90.49 % in 7.1 before the faster weight gradients (weight_grad.py) and 7 epochs all at
-# full size 89.50 % in 4.7 (BENCHMARKS.md, "CNN").
+# Widths, epochs, batch size, update rule and progressive resizing when not given, by the hardware
+# that runs (preset_name). All train airbench94_muon's rule (Muon on the conv filters) on 1000-image
+# steps, the first 60 % of the epochs on smaller images (training.progressive_sizes), which buys
+# epochs: a convolution's cost goes with its pixels.
+# bfloat16 on AMX tiles (and GPUs) trains 2-3 times as fast as float32, so it affords airbench's
+# full widths, and 18 epochs: 90.64 % on the 20 % hold-out in 7.0 minutes end to end on a 2-core AMX
+# Xeon, where 16 gave 90.49 % in 7.1 before the faster weight gradients (weight_grad.py) and 7 epochs
+# all at full size 89.50 % in 4.7 (BENCHMARKS.md, "CNN").
+# bfloat16 on AVX512-BF16 without AMX (a Zen 5 EPYC) trains the same network at 0.7 of AMX's rate at
+# full size: the 18 epochs took 9.7 minutes there (90.43 %), so its preset trains 13.
 # float32 (AVX2-only CPUs) trains a narrower network for its 12-minute budget: a first group of 32
 # trains 1.45× as fast as 64 there, and 8 epochs of 32/128/128 beat 5 of 64/128/128 in about the same
 # time (87.87 against 87.06 % on a Zen 2 EPYC). With progressive resizing 18 epochs gave 88.84 % in
@@ -33,6 +35,7 @@ TORCH_EXTRA = "pip install 'sparkvision[torch]'"
 _SCHEDULE: dict[str, Any] = {"epochs": 16.0, "batchSize": 1000, "optimizer": "muon", "progressive": True}
 PRESETS: dict[str, dict[str, Any]] = {
     "bfloat16": {"widths": [64, 256, 256], **_SCHEDULE, "epochs": 18.0},
+    "bfloat16-avx512": {"widths": [64, 256, 256], **_SCHEDULE, "epochs": 13.0},
     "float32": {"widths": [32, 128, 128], **_SCHEDULE},
 }
 # learningRate when not given, by update rule: airbench94's units for sgd (per 1024 images, before
@@ -56,15 +59,17 @@ CNN_DEFAULTS: dict[str, Any] = {
 # Raised whenever a checkpoint's contents or a preset change: part of the checkpoint folder's key,
 # so a run never resumes from what an older version saved. 2: the muon preset, per-rule optimizer state;
 # 3: the float32 preset's Muon; 4: progressive resizing in both presets; 5: Muon keeps a lookahead
-# average, the bfloat16 preset trains 18 epochs; 6: runs of fewer than 480 steps average no weights.
-CHECKPOINT_FORMAT = 6
+# average, the bfloat16 preset trains 18 epochs; 6: runs of fewer than 480 steps average no weights;
+# 7: bfloat16 without AMX has its own preset.
+CHECKPOINT_FORMAT = 7
 PRECISIONS = ("auto", "float32", "bfloat16")
 GPU_CHOICES = ("auto", "true", "false")
 
 
-def with_preset(values: dict[str, Any], precision: str, given: set[str]) -> dict[str, Any]:
-    """``values`` with the Params of ``precision``'s preset that are not in ``given`` (those the user
-    set) replaced by the preset's, and the learning rate, when not given, the update rule's.
+def with_preset(values: dict[str, Any], preset: str, given: set[str]) -> dict[str, Any]:
+    """``values`` with the Params of the preset named ``preset`` (a key of :data:`PRESETS`, from
+    :func:`preset_name`) that are not in ``given`` (those the user set) replaced by the preset's, and
+    the learning rate, when not given, the update rule's.
 
     >>> values = {"epochs": 4.0, "batchSize": 64, "optimizer": "sgd", "learningRate": 11.5}
     >>> preset = with_preset(values, "bfloat16", {"batchSize"})
@@ -73,7 +78,7 @@ def with_preset(values: dict[str, Any], precision: str, given: set[str]) -> dict
     >>> with_preset(values, "bfloat16", {"optimizer"})["learningRate"]
     11.5
     """
-    merged = {**values, **{name: value for name, value in PRESETS[precision].items() if name not in given}}
+    merged = {**values, **{name: value for name, value in PRESETS[preset].items() if name not in given}}
     if "learningRate" not in given:
         merged["learningRate"] = LEARNING_RATES[merged["optimizer"]]
     return merged
@@ -150,15 +155,19 @@ def check_cnn_params(values: dict[str, Any]) -> None:
         raise ValueError(f"gpu must be one of {', '.join(GPU_CHOICES)}, not {merged['gpu']!r}")
 
 
-def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16), from /proc/cpuinfo."""
+def _cpu_flags(cpuinfo: str | None) -> set[str]:
+    """The flags of /proc/cpuinfo (or of ``cpuinfo``, its text); empty where it cannot be read."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return False
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return bool({"amx_bf16", "avx512_bf16"} & set(flags))
+            return set()
+    return set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []))
+
+
+def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16), from /proc/cpuinfo."""
+    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags(cpuinfo))
 
 
 def resolve_precision(precision: str, use_gpu: bool) -> str:
@@ -166,6 +175,22 @@ def resolve_precision(precision: str, use_gpu: bool) -> str:
     if precision != "auto":
         return precision
     return "bfloat16" if use_gpu or cpu_has_native_bfloat16() else "float32"
+
+
+def preset_name(precision: str, use_gpu: bool, cpuinfo: str | None = None) -> str:
+    """The key of :data:`PRESETS` for a resolved ``precision`` on this hardware: bfloat16 trains the
+    18-epoch preset on a GPU or with AMX tiles, the 13-epoch one elsewhere (AVX512-BF16 alone, which
+    runs the network at about 0.7 of AMX's rate, or a bfloat16 the user asked for on a CPU that
+    emulates it).
+
+    >>> preset_name("bfloat16", False, "flags\t: avx512f avx512_bf16 amx_bf16 amx_tile"), preset_name("float32", True)
+    ('bfloat16', 'float32')
+    >>> preset_name("bfloat16", False, "flags\t: avx512f avx512_bf16"), preset_name("bfloat16", True, "flags\t: avx2")
+    ('bfloat16-avx512', 'bfloat16')
+    """
+    if precision != "bfloat16":
+        return precision
+    return "bfloat16" if use_gpu or "amx_bf16" in _cpu_flags(cpuinfo) else "bfloat16-avx512"
 
 
 def check_safetensors(blob: bytes, where: object) -> None:

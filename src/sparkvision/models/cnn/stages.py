@@ -42,7 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField, StructType
 
 from sparkvision.models.cnn.settings import (CNN_DEFAULTS, check_cnn_params, check_safetensors, gpu_choice,
-                                             require_torch, resolve_precision, with_preset)
+                                             preset_name, require_torch, resolve_precision, with_preset)
 from sparkvision.errors import BadDataError, ConfigError
 from sparkvision.models.fitting import num_classes
 from sparkvision.runtime.connect import master, parallelism
@@ -63,18 +63,19 @@ class _CNNParams(HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredict
     inputCol = Param(Params._dummy(), "inputCol", "image bytes (RGB, height × width × channels)",
                      typeConverter=TypeConverters.toString)
     epochs = Param(Params._dummy(), "epochs", "passes over the training images (fractions allowed; unset: "
-                   "the precision's preset)",
+                   "this hardware's preset)",
                    typeConverter=TypeConverters.toFloat)
-    widths = Param(Params._dummy(), "widths", "channels of the three conv groups (unset: the precision's preset)",
+    widths = Param(Params._dummy(), "widths", "channels of the three conv groups (unset: this hardware's preset)",
                    typeConverter=TypeConverters.toListInt)
     batchSize = Param(Params._dummy(), "batchSize", "training images per step, all processes together "
-                      "(unset: the precision's preset)",
+                      "(unset: this hardware's preset)",
                       typeConverter=TypeConverters.toInt)
     learningRate = Param(Params._dummy(), "learningRate", "peak learning rate: per 1024 images (airbench's units) "
                          "for sgd, the conv filters' step for muon (unset: the update rule's)",
                          typeConverter=TypeConverters.toFloat)
     optimizer = Param(Params._dummy(), "optimizer", "update rule: sgd (airbench94's Nesterov SGD and weight "
-                      "averaging) or muon (airbench94_muon's Muon on the conv filters; unset: the precision's preset)",
+                      "averaging) or muon (airbench94_muon's Muon on the conv filters; unset: this hardware's "
+                      "preset)",
                       typeConverter=TypeConverters.toString)
     weightDecay = Param(Params._dummy(), "weightDecay", "weight decay (airbench's units)",
                         typeConverter=TypeConverters.toFloat)
@@ -210,7 +211,8 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
         gpu = values["gpu"]
         use_gpu = gpu == "true" or (gpu == "auto" and torch.cuda.is_available())
         precision = resolve_precision(values["precision"], use_gpu)
-        values = with_preset(values, precision, {name for name in values if self.isSet(self.getParam(name))})
+        preset = preset_name(precision, use_gpu)
+        values = with_preset(values, preset, {name for name in values if self.isSet(self.getParam(name))})
         processes, threads, local = self._processes(spark, use_gpu)
         if use_gpu and local and not torch.cuda.is_available():  # else TorchDistributor: "GPUs were unable to be found"
             raise ConfigError(f"gpu=true, but torch {torch.__version__} sees no CUDA GPU on this machine. Use gpu=auto "
@@ -278,7 +280,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                    optimizer=values["optimizer"], learningRate=float(values["learningRate"]),
                    progressive=bool(values["progressive"]))
         model._weights = weights
-        model.trainingSummary = {**(result or {}), "precision": precision, "device": settings.device,
+        model.trainingSummary = {**(result or {}), "precision": precision, "preset": preset, "device": settings.device,
                                  "processes": processes, "threads_per_process": threads,
                                  "shard_seconds": round(shard_s, 3), "distributor_seconds": round(distributor_s, 3)}
         return model
