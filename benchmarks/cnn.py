@@ -87,7 +87,7 @@ def parse_params(pairs: list[str]) -> dict:
 def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None,
               batch_size: int | None = None, params: dict | None = None) -> dict:
     """The recipe in this process: training, then hold-out accuracy with TTA. Unset values are the
-    preset's of this CPU's precision, as `sparkvision run` takes them; ``params`` are the Spark
+    preset's of this CPU's precision and hardware, as `sparkvision run` takes them; ``params`` are the Spark
     run's ``--param`` values."""
     import numpy as np
     import torch
@@ -101,7 +101,8 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     given = {"epochs": epochs, "widths": [int(w) for w in widths.split(",")] if widths else None,
              "batchSize": batch_size}
     given = {**params, **{k: v for k, v in given.items() if v is not None}}
-    values = with_preset({**CNN_DEFAULTS, **given}, preset_name(precision, False), set(given))
+    preset = preset_name(precision, False)
+    values = with_preset({**CNN_DEFAULTS, **given}, preset, set(given))
     # The same settings as CNNClassifier's, but one process of two threads.
     settings = TrainSettings.from_params(values, precision=precision, num_classes=10, seed=42, threads=2,
                                          use_gpu=False)
@@ -123,7 +124,7 @@ def run_plain(folder: Path, work: Path, epochs: float | None, widths: str | None
     t2 = time.perf_counter()
     accuracy = float((predictions == labels.numpy()).mean())
     return {"wall": round(t2 - t0, 1), "train_s": round(t1 - t0, 1), "evaluate_s": round(t2 - t1, 1),
-            "accuracy": accuracy, "precision": settings.precision, "batch_size": settings.batch_size,
+            "accuracy": accuracy, "precision": settings.precision, "preset": preset, "batch_size": settings.batch_size,
             "curve": result["curve"],
             "torch": torch.__version__}
 

@@ -227,6 +227,19 @@ def test_a_damaged_file_inside_an_archive_names_the_archive(tmp_path):
         locate(archive, tmp_path / "cache")
 
 
+def test_an_unsafe_pickle_inside_an_archive_says_not_to_use_the_archive(tmp_path):
+    """A pickle that asks to run code is not damage: the message says not to use the archive."""
+    marker = tmp_path / "pwned"
+
+    def unsafe_meta(folder):
+        (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": _RunsCommand(marker)}))
+
+    archive = _damaged_archive(tmp_path, unsafe_meta)
+    with pytest.raises(UnsafeDataError, match=f"extracted from {archive}: do not use that archive") as info:
+        locate(archive, tmp_path / "cache")
+    assert "damaged" not in str(info.value) and not marker.exists()
+
+
 def test_a_damaged_batch_inside_an_archive_names_the_archive_when_read(spark, tmp_path):
     """Found by a Spark task reading the batch: the same, through the task's error."""
     from sparkvision.data.ingest import ingest_cifar

@@ -117,6 +117,8 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     (["--centroids", "16"], 2, "--centroids is the dictionary size of --features patches; it does not apply to "
                                 "--features gray"),
     (["--image-size", "64"], 2, "is a cifar10 release, whose images are 32×32. Drop --image-size."),
+    # ... and before a download: --data auto names CIFAR-10 without fetching it
+    (["--data", "auto", "--image-size", "64"], 2, "--data auto downloads a cifar10 release, whose images are 32×32"),
 ])
 def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code, message):
     argv = ["run", "--data", str(cifar_py), "--work-dir", str(tmp_path), "--out", str(tmp_path / "o")]

@@ -58,7 +58,7 @@ def test_a_tiny_run_learns_and_records_its_curve(cnn_run):
     assert cnn["processes"] == 2 and cnn["threads_per_process"] == 1 and cnn["world_size"] == 2  # DDP over gloo
     assert cnn["weight_average"] is False  # 20 steps: too short for the lookahead average to pay
     assert cnn["precision"] == resolve_precision("auto", False) and cnn["device"] == "cpu"
-    assert cnn["preset"] == preset_name(cnn["precision"], False)
+    assert cnn["preset"] == preset_name(cnn["precision"], False) and cnn["preset"] in PRESETS
     # the preset: the first epochs train on smaller images (progressive resizing)
     assert [tuple(p["image_size"]) for p in cnn["curve"]] == progressive_sizes(4, 32, 32) != [(32, 32)] * 4
     assert metrics["config"]["model_params"]["widths"] == [16, 32, 32]

@@ -140,12 +140,13 @@ def test_without_top_k_a_two_class_model_gives_both_labels(models, pictures, tmp
     assert "--top-k must be between 1 and 2, not 3" in capsys.readouterr().err
 
 
-def test_save_model_refuses_what_would_not_load_and_writes_nothing_half_way(models, tmp_path):
+def test_save_model_refuses_what_would_not_load_and_writes_nothing_half_way(models, tmp_path, monkeypatch):
     """Public API: a folder that exists, class names load_model refuses or that do not match the
     classes the model predicts are refused before anything is written; a good save leaves no
     temporary beside it and loads back."""
     from sparkvision.api import load_model, save_model
     from sparkvision.errors import ConfigError
+    from sparkvision.models import persistence
 
     model, names = load_model(models["forest"])
     assert len(names) == 3
@@ -160,6 +161,15 @@ def test_save_model_refuses_what_would_not_load_and_writes_nothing_half_way(mode
     ]:
         with pytest.raises(ConfigError, match=message):
             save_model(model, target, class_names, size)
+    # the patch features record the size they were fitted on: another would be refused by load_model
+    patches, _ = load_model(models["patches"])
+    with pytest.raises(ConfigError, match=r"image_size=64, but stage PatchFeatures\w* takes 32×32 images"):
+        save_model(patches, tmp_path / "e", names, 64)
+    # a save that fails half way (here the labels file) leaves neither the model nor its temporary
+    with monkeypatch.context() as patch:
+        patch.setattr(persistence, "write_labels", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left")))
+        with pytest.raises(OSError, match="No space left"):
+            save_model(model, tmp_path / "f", names)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and not list(taken.iterdir())
     saved = save_model(model, tmp_path / "good", names)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "taken"]

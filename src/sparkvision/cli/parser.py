@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-depth", type=int, default=None, help=f"maximum tree depth (default {defaults.FOREST['maxDepth']})")
     run.add_argument("--epochs", type=float, default=None,
                      help="--model cnn: passes over the training images (default: the preset of the precision "
-                          "that runs, see README)")
+                          "and hardware that run, see README)")
     run.add_argument("--param", type=_key_value("--param"), action="append", default=[], metavar="NAME=VALUE",
                      help="any tunable parameter of the model, e.g. regParam=0.1 or hidden=[256]; repeatable")
     run.add_argument("--seed", type=_whole_number("--seed", 0, defaults.MAX_SEED), default=defaults.SEED,

@@ -21,7 +21,7 @@ from sparkvision.data.sources.cifar import HOW_TO_PASS, RELEASES, CIFAR10, Cifar
     binary_layout, python_layout, read_batches
 from sparkvision.data.sources.folder import FolderSource, hidden_name, locate_folder, read_images
 from sparkvision.data.table import ImageTable, TableInfo, reuse_table, table_path, write_table
-from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError
+from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError, UnsafeDataError
 from sparkvision.runtime.connect import parallelism
 
 
@@ -79,6 +79,9 @@ def _naming_archive(archive: str | None) -> Iterator[None]:
     except (BadDataError, DataNotFoundError) as exc:
         if archive is None:
             raise
+        if isinstance(exc, UnsafeDataError):  # not damage: the archive holds a pickle that asks to run code
+            raise type(exc)(f"{exc} It was extracted from {archive}: do not use that archive; download the "
+                            "release again from its official source.") from None
         raise type(exc)(f"{exc} It was extracted from {archive}: that archive is damaged or incomplete; "
                         "download or copy it again (the extracted copy is replaced when the archive changes).") from None
 
@@ -224,6 +227,14 @@ def locate_data(data: str, work_dir: str, *, dataset: str = "cifar10", image_siz
     if data != "auto" and path.is_dir() and not looks_like_cifar(path, dataset):
         return locate_folder(path, image_size)
     return locate_cifar(data, Path(work_dir), RELEASES[dataset], progress=progress)
+
+
+def names_cifar_release(data: str, dataset: str = "cifar10") -> bool:
+    """Whether :func:`locate_data` would take ``data`` as a CIFAR release (``auto``, an archive, or a
+    release folder), decided without downloading or extracting anything; False for class folders
+    and for a path that does not exist."""
+    path = Path(data).expanduser()
+    return data == "auto" or path.is_file() or (path.is_dir() and looks_like_cifar(path, dataset))
 
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from sparkvision import defaults
-from sparkvision.data.ingest import ingest, locate_data, split_table
+from sparkvision.data.ingest import ingest, locate_data, names_cifar_release, split_table
 from sparkvision.data.sources.folder import FolderSource
 from sparkvision.defaults import MAX_IMAGE_SIZE, PATCH_SIZE
 from sparkvision.errors import BadDataError, ConfigError, task_errors
@@ -235,12 +235,14 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     p = Progress(5, progress)
     try:
         with task_errors():  # a project error raised in a task comes back as itself
-            # Find and check the data before starting a JVM: a wrong path fails in a second.
+            # Find and check the data before starting a JVM: a wrong path fails in a second; an option
+            # that does not apply to it, before a download or an extraction.
+            if config.image_size is not None and names_cifar_release(config.data, config.dataset):
+                what = "downloads" if config.data == "auto" else "is"
+                raise ConfigError(f"--image-size applies to class folders; --data {config.data} {what} a "
+                                  f"{config.dataset} release, whose images are 32×32. Drop --image-size.")
             source = locate_data(config.data, config.work_dir, dataset=config.dataset, image_size=config.size(),
                                  progress=progress)
-            if config.image_size is not None and not isinstance(source, FolderSource):
-                raise ConfigError(f"--image-size applies to class folders; {config.data} is a {source.release.name} "
-                                  f"release, whose images are {source.height}×{source.width}. Drop --image-size.")
             where = config.spark.remote or remote_url() or config.spark.master
             with p.phase("session", f"starting Spark ({where})"):
                 if spark is None:  # a new session: its Python workers are not started yet

@@ -34,15 +34,41 @@ def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image
     if isinstance(predicted, int) and predicted != len(names):
         raise ConfigError(f"save_model: {len(names)} class names, but the model predicts {predicted} classes; "
                           "give one name per class, in label order.")
+    sides = _image_sides(model)
+    if sides is not None and sides[1] != (image_size, image_size):
+        (h, w) = sides[1]
+        raise ConfigError(f"save_model: image_size={image_size}, but stage {sides[0]} takes {h}×{w} images; pass "
+                          f"the size the model was trained on (image_size={h}).")
+    taken = f"save_model: {path} already exists; choose another folder or remove it."
     if path.exists():
-        raise ConfigError(f"save_model: {path} already exists; choose another folder or remove it.")
+        raise ConfigError(taken)
     tmp = temp_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         save_pipeline_model(model, str(tmp))
         write_labels(tmp, names, image_size)
-        os.rename(tmp, path)
+        if path.exists():  # made while the model was written: not ours to replace
+            raise ConfigError(taken)
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:
+            raise ConfigError(f"save_model: cannot rename the finished model to {path} ({exc.strerror}); "
+                              "choose another folder.") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _image_sides(model) -> tuple[str, tuple[int, int]] | None:
+    """(stage uid, (height, width)) of the first stage that records the image size it takes (the patch
+    features, the CNN), as the loader checks it; None when none does."""
+    for stage in getattr(model, "stages", None) or []:
+        if not hasattr(stage, "hasParam"):
+            continue
+        for names in (("imageHeight", "imageWidth"), ("imageShape",)):
+            if all(stage.hasParam(n) and stage.isDefined(stage.getParam(n)) for n in names):
+                values = [stage.getOrDefault(n) for n in names]
+                height, width = values if len(names) == 2 else list(values[0])[:2]
+                return stage.uid, (int(height), int(width))
+    return None

@@ -86,8 +86,8 @@ class _CNNParams(HasLabelCol, HasPredictionCol, HasProbabilityCol, HasRawPredict
     tta = Param(Params._dummy(), "tta", "predict with test-time augmentation (mirror and 1-pixel shifts, 6 views)",
                 typeConverter=TypeConverters.toBoolean)
     progressive = Param(Params._dummy(), "progressive", "progressive resizing: the first 60 % of the epochs train "
-                        "on images scaled down to 1/2, 5/8 and 3/4 of their size, which costs less (unset: the "
-                        "precision's preset)", typeConverter=TypeConverters.toBoolean)
+                        "on images scaled down to 1/2, 5/8 and 3/4 of their size, which costs less (unset: this "
+                        "hardware's preset)", typeConverter=TypeConverters.toBoolean)
     precision = Param(Params._dummy(), "precision", "auto (bfloat16 where the CPU has AMX or AVX512-BF16, or "
                       "on a GPU), float32 or bfloat16", typeConverter=TypeConverters.toString)
     numProcesses = Param(Params._dummy(), "numProcesses", "training processes (0: one per core of a local "
