@@ -4,6 +4,7 @@ and mappable, mapped by later JVMs, and never a reason for Spark not to start.""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -82,6 +83,30 @@ def test_archives_no_start_has_used_for_a_month_are_removed(cache):
     assert plan.mapping == final and final.is_file()  # this start's own archive is kept, however old,
     assert os.path.getmtime(final) > month_ago + jvm_cds.UNUSED_S  # and marked as used now
     assert not old.exists() and recent.exists()  # another install's is removed only when unused
+
+
+def test_another_installs_finished_temporary_is_removed_once_its_archive_is_in_place(cache):
+    """The second writer's temporary of a deleted virtual environment would otherwise stay for good."""
+    java, line = java_binary(), java_version()[1]
+    cache.mkdir()
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = done.stdout.strip()  # a process that has exited
+    placed, unplaced = cache / "spark-4.3.0-0123456789abcdef.jsa", "spark-4.3.0-fedcba9876543210.jsa"
+    placed.write_bytes(b"archive")
+    temporaries = {}
+    for name, archive, pid in [("stale", placed.name, dead), ("writing", placed.name, str(os.getpid())),
+                               ("unplaced", unplaced, dead), ("starting", placed.name, None)]:
+        tmp = cache / f".{archive}.tmp-{socket.gethostname()}-{name}"
+        tmp.write_bytes(b"partial")
+        if pid is not None:
+            tmp.with_name(tmp.name + ".jvm").write_text(pid)
+        temporaries[name] = tmp
+    jvm_cds.plan(java, line, SPARK)
+    # removed: the finished writer's, whose archive is in place; kept: one still written, one whose
+    # own install may yet promote it, one whose JVM has not said its pid yet
+    assert not temporaries["stale"].exists()
+    assert not (cache / (temporaries["stale"].name + ".jvm")).exists()
+    assert all(temporaries[name].exists() for name in ("writing", "unplaced", "starting"))
 
 
 def test_switched_off_by_the_environment(cache, monkeypatch):

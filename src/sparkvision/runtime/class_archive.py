@@ -8,7 +8,8 @@ JVM started with a given Java and Spark writes the archive as it exits
 
 The archive lives in the user's cache (``SPARKVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or
 ``~/.cache``, then ``sparkvision/jvm``), keyed by the Java and the Spark install it was made with
-(one no start has mapped for 30 days is removed). It is
+(one no start has mapped for 30 days is removed, and so is another install's temporary once its
+writer has exited and its archive is in place). It is
 written under a temporary name and renamed into place by a later run once the JVM that wrote
 it has exited, so a JVM never maps a half-written archive. An archive Java cannot use costs
 only the speed-up: Java then loads classes the ordinary way (``-Xshare:auto``, its default).
@@ -108,7 +109,10 @@ def promote_finished(java: str, final: Path) -> None:
 
 
 def remove_unused(final: Path, now: float | None = None) -> list[Path]:
-    """Remove the cache's other archives that no start has mapped for :data:`UNUSED_S`; return them."""
+    """Remove the cache's other archives that no start has mapped for :data:`UNUSED_S`, and other
+    installs' temporaries whose writer has exited where their archive is in place already (only that
+    install's next start would remove them, and a deleted virtual environment has none) or that are
+    as old; return what was removed."""
     now = time.time() if now is None else now
     removed = []
     for other in final.parent.glob("spark-*.jsa"):
@@ -117,6 +121,21 @@ def remove_unused(final: Path, now: float | None = None) -> list[Path]:
                 other.unlink()
                 removed.append(other)
         except OSError:  # gone meanwhile, or another user's
+            pass
+    for tmp in final.parent.glob(f".spark-*.jsa.tmp-{socket.gethostname()}-*"):
+        if tmp.name.endswith(".jvm") or tmp.name.startswith(f".{final.name}.tmp-"):
+            continue  # a sidecar, or this install's own: promote_finished decides
+        sidecar = tmp.with_name(tmp.name + ".jvm")
+        try:
+            age = now - tmp.stat().st_mtime
+            pid = int(sidecar.read_text()) if sidecar.exists() else None
+            if (pid is None and age <= ABANDONED_S) or (pid is not None and pid_alive(pid)):
+                continue  # its JVM may still be starting, or is writing it
+            if (tmp.parent / tmp.name[1:].split(".tmp-")[0]).exists() or age > UNUSED_S:
+                tmp.unlink()
+                sidecar.unlink(missing_ok=True)
+                removed.append(tmp)
+        except (OSError, ValueError):  # gone meanwhile, another user's, or a sidecar being written
             pass
     return removed
 
