@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -306,6 +307,22 @@ tune = { method = "train_validation_split", params = { regParam = [0.001, 10.0] 
     assert r["tuned"]["method"] == "train_validation_split"
     assert r["tuned"]["best_params"] == {"regParam": 0.001}  # a huge penalty cannot win on learnable data
     assert 0 < r["tuned"]["validation_accuracy"] <= 1 and r["name"].endswith("tuned")
+
+
+def test_more_folds_than_training_images_fail_the_scenario_with_the_reason(spark, cifar_py, tmp_path):
+    """Most folds would be empty and score NaN, and the search would pick its first point without a word."""
+    exp = parse_experiment("""
+[[scenario]]
+name = "folds"
+model = "logistic_regression"
+params = { maxIter = 5 }
+tune = { method = "cross_validator", folds = 500, params = { regParam = [0.01, 1.0] } }
+""", "folds.toml")
+    (r,) = run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
+                          progress=False)["results"]
+    assert r["status"] == "failed"
+    assert re.search(r"tune.folds = 500, but the scenario trains on \d+ images.*Set tune.folds to 10 or fewer",
+                     r["error"]), r["error"]
 
 
 def test_repeats_use_new_seeds_and_report_mean_and_std(spark, cifar_py, tmp_path):

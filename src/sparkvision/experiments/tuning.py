@@ -4,9 +4,12 @@ the scenario's ``[scenario.tune]`` grid, scored by accuracy."""
 
 from __future__ import annotations
 
+import math
+
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 
+from sparkvision.errors import ConfigError
 from sparkvision.experiments.spec import Scenario, as_list
 
 
@@ -22,6 +25,11 @@ def tune(est, scenario: Scenario, train, seed: int):
         maps = [{est.classifier: target.copy(m)} for m in maps]
     evaluator = MulticlassClassificationEvaluator(metricName="accuracy")
     if tune["method"] == "cross_validator":
+        rows = train.count()  # cached for the fit: cheap; more folds than rows leave folds empty
+        if tune["folds"] > rows:
+            raise ConfigError(f"tune.folds = {tune['folds']}, but the scenario trains on {rows} images: a fold "
+                              f"needs images to validate on. Set tune.folds to {max(2, min(10, rows))} or fewer, "
+                              "or use more data.")
         search = CrossValidator(estimator=est, estimatorParamMaps=maps, evaluator=evaluator,
                                 numFolds=tune["folds"], parallelism=tune["parallelism"], seed=seed)
         fitted = search.fit(train)
@@ -31,6 +39,10 @@ def tune(est, scenario: Scenario, train, seed: int):
                                       trainRatio=tune["train_ratio"], parallelism=tune["parallelism"], seed=seed)
         fitted = search.fit(train)
         scores = fitted.validationMetrics
+    # An empty validation part scores NaN, and max() over NaNs would pick the first point unannounced.
+    if any(math.isnan(score) for score in scores):
+        raise ConfigError(f"tune: a validation part of the training data came out empty (scores {scores}); use "
+                          "more data, a smaller tune.train_ratio, or fewer tune.folds.")
     best = max(range(len(scores)), key=scores.__getitem__)
     chosen = maps[best]
     if target is not est:
