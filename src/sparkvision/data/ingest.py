@@ -223,18 +223,21 @@ def locate_data(data: str, work_dir: str, *, dataset: str = "cifar10", image_siz
         raise ConfigError("--data is empty: pass a folder of class folders, a CIFAR release folder or archive, "
                           "or auto to download CIFAR-10.")
     check_work_dir(work_dir)
-    path = Path(data).expanduser()
-    if data != "auto" and path.is_dir() and not looks_like_cifar(path, dataset):
-        return locate_folder(path, image_size)
+    if _is_class_folder_tree(data, dataset):
+        return locate_folder(Path(data).expanduser(), image_size)
     return locate_cifar(data, Path(work_dir), RELEASES[dataset], progress=progress)
+
+
+def _is_class_folder_tree(data: str, dataset: str) -> bool:
+    path = Path(data).expanduser()
+    return data != "auto" and path.is_dir() and not looks_like_cifar(path, dataset)
 
 
 def names_cifar_release(data: str, dataset: str = "cifar10") -> bool:
     """Whether :func:`locate_data` would take ``data`` as a CIFAR release (``auto``, an archive, or a
     release folder), decided without downloading or extracting anything; False for class folders
     and for a path that does not exist."""
-    path = Path(data).expanduser()
-    return data == "auto" or path.is_file() or (path.is_dir() and looks_like_cifar(path, dataset))
+    return data == "auto" or (Path(data).expanduser().exists() and not _is_class_folder_tree(data, dataset))
 
 
 

@@ -50,6 +50,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sparkvision.errors import BadDataError, ConfigError, DataNotFoundError, SparkVisionError
+from sparkvision.models.labels import image_sides
 
 _FOREST = "org.apache.spark.ml.classification.RandomForestClassificationModel"
 _TREE = "org.apache.spark.ml.classification.DecisionTreeClassificationModel"
@@ -614,7 +615,7 @@ def check_model(model_path: str | Path, class_names: list[str] | None = None, im
                 (row,) = _parquet_rows(folder / "data")
                 check_safetensors(bytes(row["weights"]), folder / "data")
             found = _classes_of(folder, cls, stage)
-            shape = [p.get("imageHeight"), p.get("imageWidth")] if "imageHeight" in p else (p.get("imageShape") or [])[:2]
+            shape = image_sides(p)
         except SparkVisionError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -623,7 +624,7 @@ def check_model(model_path: str | Path, class_names: list[str] | None = None, im
                                f"another version of sparkvision: {_AGAIN}.") from None
         if found is not None:
             classes = (found, folder)
-        if image_size is not None and shape and list(map(int, shape)) != [image_size, image_size]:
+        if image_size is not None and shape and shape != (image_size, image_size):
             raise BadDataError(f"{labels}: image size {image_size}, but stage {folder.name} takes "
                                f"{shape[0]}×{shape[1]} images, so this file does not belong to this model: {_AGAIN}.")
     if class_names is not None and classes is not None and classes[0] != len(class_names):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from sparkvision.defaults import MAX_IMAGE_SIZE
 from sparkvision.errors import BadDataError
@@ -51,3 +51,12 @@ def read_labels(labels: Path) -> tuple[list[str], int]:
     if problem:
         raise BadDataError(f"{labels}: not a readable class list ({problem}). {fix}")
     return names, size
+
+
+def image_sides(params: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(height, width) of the images a stage takes, from its Params by name (the patch features'
+    ``imageHeight``/``imageWidth``, the CNN's ``imageShape``); None for a stage that records none."""
+    if "imageHeight" in params:
+        return int(params["imageHeight"]), int(params["imageWidth"])
+    shape = params.get("imageShape")
+    return (int(shape[0]), int(shape[1])) if shape else None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sparkvision.errors import ConfigError
-from sparkvision.models.labels import labels_problem, write_labels
+from sparkvision.models.labels import image_sides, labels_problem, write_labels
 from sparkvision.runtime.fs import temp_path
 from sparkvision.runtime.stage_io import save_pipeline_model
 
@@ -61,14 +61,10 @@ def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image
 
 
 def _image_sides(model) -> tuple[str, tuple[int, int]] | None:
-    """(stage uid, (height, width)) of the first stage that records the image size it takes (the patch
-    features, the CNN), as the loader checks it; None when none does."""
+    """(stage uid, (height, width)) of the first stage that records the image size it takes, read as
+    the loader reads it from the saved Params; None when none does."""
     for stage in getattr(model, "stages", None) or []:
-        if not hasattr(stage, "hasParam"):
-            continue
-        for names in (("imageHeight", "imageWidth"), ("imageShape",)):
-            if all(stage.hasParam(n) and stage.isDefined(stage.getParam(n)) for n in names):
-                values = [stage.getOrDefault(n) for n in names]
-                height, width = values if len(names) == 2 else list(values[0])[:2]
-                return stage.uid, (int(height), int(width))
+        sides = image_sides({p.name: v for p, v in stage.extractParamMap().items()})
+        if sides is not None:
+            return stage.uid, sides
     return None
