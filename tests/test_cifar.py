@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import tarfile
 
 import numpy as np
@@ -285,6 +286,25 @@ def test_archive_missing_a_batch_is_named_and_nothing_is_kept(tmp_path):
         locate(tmp_path, tmp_path / "cache")  # the folder holding the archive
     assert str(info.value).startswith(str(archive))
     assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+
+
+def test_a_batch_inside_an_archive_that_is_not_the_releases_is_named_and_nothing_is_kept(tmp_path):
+    """As in a folder: a data_batch_6 inside would be left unread, so the archive is refused naming it;
+    other files beside the batches (the release's readme.html) are not batches and pass."""
+    def extra(folder):
+        shutil.copy(folder / "data_batch_5", folder / "data_batch_6")
+        (folder / "readme.html").write_text("<p>the release's own readme</p>")
+
+    archive = _damaged_archive(tmp_path, extra)
+    with pytest.raises(BadDataError, match=r"cifar-10-batches-py/data_batch_6 inside is not part of the cifar10 "
+                                           r"release.*without it, or give a folder of class folders") as info:
+        locate(archive, tmp_path / "cache")
+    assert str(info.value).startswith(str(archive))
+    assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+    os.remove(tmp_path / "src" / CIFAR10.base_folder / "data_batch_6")  # the readme alone is fine
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / CIFAR10.base_folder, arcname=CIFAR10.base_folder)
+    assert len(locate(archive, tmp_path / "cache").files) == 5
 
 
 def test_truncated_archive_leaves_nothing_behind(tmp_path):

@@ -15,7 +15,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from sparkvision.data.sources.cifar import CIFAR10, HOW_TO_PASS, RELEASES, CifarRelease
+from sparkvision.data.sources.cifar import CIFAR10, HOW_TO_PASS, RELEASES, CifarRelease, extra_batch_names
 from sparkvision.errors import BadDataError, DownloadError
 from sparkvision.runtime.fs import atomic_output
 
@@ -102,7 +102,8 @@ def extract_archive(archive: Path, dest_root: str | os.PathLike, release: CifarR
 
     Only the expected members are written (no path from the archive is trusted), into a
     temporary folder renamed when complete; the next call with the same archive reuses it. An
-    archive without every training batch raises :class:`BadDataError` naming it, and nothing is kept.
+    archive without every training batch, or with a file named like a batch that is not one of the
+    release's (which would be left unread), raises :class:`BadDataError` naming it, and nothing is kept.
     """
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -126,16 +127,28 @@ def _extract(archive: Path, release: CifarRelease, wanted: dict[str, str], tmp: 
     """Write the ``wanted`` members of ``archive`` into ``tmp``; BadDataError when training batches are missing."""
     (tmp / release.base_folder).mkdir(parents=True)
     tops = set()  # the archive's top-level folders, to say what it holds when it is not this release
+    beside = []   # other files in the batches folder: one named like a batch would be left unread
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar:
-            tops.add(member.name.lstrip("./").split("/")[0])
-            name = wanted.get(member.name.lstrip("./"))
+            path = member.name.lstrip("./")
+            tops.add(path.split("/")[0])
+            name = wanted.get(path)
             if name and member.isfile():
                 with tar.extractfile(member) as src, open(tmp / release.base_folder / name, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
+            elif member.isfile() and path.startswith(release.base_folder + "/"):
+                beside.append(path[len(release.base_folder) + 1:])
     missing = _missing_batches(tmp / release.base_folder, release)
     if missing:
         raise _not_this_release(archive, release, tops, missing)
+    extra = extra_batch_names(beside, release)
+    if extra:
+        raise BadDataError(
+            f"{archive}: {', '.join(f'{release.base_folder}/{n}' for n in extra)} inside "
+            f"{'is' if len(extra) == 1 else 'are'} not part of the {release.name} release, and sparkvision reads "
+            "only the release's batches, so its images would be left out. Make the archive without "
+            f"{'it' if len(extra) == 1 else 'them'}, or give a folder of class folders with --data instead "
+            "(README: your own images).")
 
 
 def _missing_batches(folder: Path, release: CifarRelease) -> list[str]:

@@ -21,7 +21,7 @@ import pickle
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -298,16 +298,22 @@ def _batch_files(folder: Path, release: CifarRelease, suffix: str) -> tuple[Batc
     return tuple(files)
 
 
-def _refuse_extra_batches(folder: Path, release: CifarRelease, suffix: str) -> None:
-    """A file named like one of the release's batches but not one of them (``data_batch_6``,
-    ``test_batch_2``) would be left unread without a word: name it instead."""
+def extra_batch_names(names: Iterable[str], release: CifarRelease, suffix: str = "") -> list[str]:
+    """Those of ``names`` named like one of the release's batches but not one of them
+    (``data_batch_6``, ``test_batch_2``): files sparkvision would leave unread, so to be named."""
     def stem(name: str) -> str:
         return re.sub(r"[_\d]+$", "", name)
 
     known = {*release.train_list, *release.test_list}
     stems = {stem(n) for n in known}
-    extra = sorted(e.name for e in os.scandir(folder) if e.is_file() and e.name.endswith(suffix)
-                   and (base := e.name[:len(e.name) - len(suffix)]) not in known and stem(base) in stems)
+    return sorted(n for n in names if n.endswith(suffix)
+                  and (base := n[:len(n) - len(suffix)]) not in known and stem(base) in stems)
+
+
+def _refuse_extra_batches(folder: Path, release: CifarRelease, suffix: str) -> None:
+    """Refuse a folder holding a file :func:`extra_batch_names` finds, naming it: it would be left
+    unread without a word."""
+    extra = extra_batch_names((e.name for e in os.scandir(folder) if e.is_file()), release, suffix)
     if extra:
         expected = ", ".join(n + suffix for n in (*release.train_list, *release.test_list))
         raise BadDataError(f"{folder}: {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not part of the "
