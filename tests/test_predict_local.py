@@ -238,6 +238,19 @@ def test_the_announced_count_is_of_the_files_spark_reads(pictures):
     assert count == 6 and all("Mixed" not in p and "_underscore" not in p for p in paths)
 
 
+
+def test_an_image_reached_several_ways_is_labelled_once_by_both_engines(spark, models, pictures, tmp_path):
+    """A file given twice, again through its folder and through a glob: one row, in both engines."""
+    one = str(pictures / "dogs" / "0.jpg")
+    inputs = [one, one, str(pictures / "dogs"), str(pictures / "dogs" / "0.*")]
+    a = predict(spark, models["forest"], inputs, top_k=1, out=str(tmp_path / "spark.csv"), progress=False)
+    b = predict_local(models["forest"], inputs, top_k=1, out=str(tmp_path / "local.csv"), progress=False)
+    for result, out in ((a, "spark.csv"), (b, "local.csv")):
+        with open(tmp_path / out, newline="") as f:
+            paths = [row["path"] for row in csv.DictReader(f)]
+        assert result["predicted"] == len(paths) == len(set(paths)) == 7  # the folder's six numbered images and gray.png (cut.png is skipped)
+        assert paths.count(one) == 1
+
 def test_a_bad_out_or_labels_file_fails_before_any_labelling(models, pictures, tmp_path, capsys):
     model = models["forest"]
     argv = ["predict", model, str(pictures), "--engine", "local", "--quiet"]
