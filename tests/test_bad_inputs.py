@@ -158,6 +158,16 @@ def test_layout_train_folder_with_images_and_class_folders(capsys, tmp_path):
     assert code == 4 and f"{data / 'train'}: holds images itself (loose.png)" in err
 
 
+def test_layout_test_class_folders_without_train_are_named(capsys, tmp_path):
+    """test/<class>/ beside the classes but no train/: it would train a third class named test."""
+    data = tmp_path / "photos"
+    _classes(data)
+    _classes(data / "test")
+    code, err = _run(capsys, tmp_path, data)
+    assert code == 4 and f"{data / 'test'}: holds class folders (cats, dogs)" in err and "no train/" in err
+    assert f"{data / 'train'}/<class>/" in err
+
+
 def test_layout_a_class_named_train_is_a_class(capsys, tmp_path):
     """CIFAR-100 has a class `train`: a train/ folder holding images is that class, not the split layout
     (shown by the one-class error naming it)."""

@@ -325,6 +325,29 @@ tune = { method = "cross_validator", folds = 500, params = { regParam = [0.01, 1
                      r["error"]), r["error"]
 
 
+def test_an_empty_hold_out_or_a_tiny_class_folder_tree_is_said_plainly(spark, cifar_py, tmp_path):
+    """A test_fraction that holds out no image is refused before any scenario (it scored 0 % and
+    exited 0); an experiment on 16 images runs (its untimed warm-up sampled none, and MLlib refused)."""
+    from PIL import Image
+
+    exp = parse_experiment("test_fraction = 0.001\n[[scenario]]\nname='t'\nmodel='decision_tree'\n"
+                           "params={ maxDepth = 2 }", "tiny.toml")
+    with pytest.raises(BadDataError, match=r"no hold-out images: a 0.1% hold-out of 400 image\(s\) leaves none.*"
+                                           r"set test_fraction or seed in the experiment file"):
+        run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
+                       progress=False)
+    photos = tmp_path / "photos"
+    for k, name in enumerate(("cat", "dog")):
+        (photos / name).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (8, 8), (200 * k, 8 * i, 40)).save(photos / name / f"{i}.png")
+    exp = parse_experiment("test_fraction = 0.5\n[[scenario]]\nname='t'\nmodel='decision_tree'\n"
+                           "params={ maxDepth = 2 }", "tiny.toml")
+    (r,) = run_experiment(exp, data=str(photos), out=tmp_path / "o2", work_dir=str(tmp_path / "w"), spark=spark,
+                          progress=False)["results"]
+    assert r["status"] == "done", r.get("error")
+
+
 def test_repeats_use_new_seeds_and_report_mean_and_std(spark, cifar_py, tmp_path):
     import statistics
 
@@ -402,6 +425,16 @@ params = { widths = [8, 16, 16] }
     assert one.params == {"widths": [8, 16, 16]}  # a list of numbers is one value of widths, not an axis
     assert {s.features for s in exp.scenarios} == {"rgb"}
     assert grid[0].name == "cnn rgb epochs=1 widths=[16,32,32] batchSize=64"
+
+
+def test_ridge_reg_grid_is_one_list_valued_param():
+    exp = parse_experiment("[[scenario]]\nname='r'\nmodel='ridge'\nfeatures='patches:100'\n"
+                           "params={ regGrid = [0.01, 0.1, 1.0] }", "r.toml")
+    (one,) = exp.scenarios  # one scenario choosing among the three, not three scenarios of a number each
+    assert one.params == {"regGrid": [0.01, 0.1, 1.0]}
+    two = parse_experiment("[[scenario]]\nname='r'\nmodel='ridge'\nfeatures='patches:100'\n"
+                           "params={ regGrid = [[0.01, 0.1], [1.0, 10.0]] }", "r.toml").scenarios
+    assert [s.params["regGrid"] for s in two] == [[0.01, 0.1], [1.0, 10.0]]
 
 
 @pytest.mark.parametrize("block, message", [

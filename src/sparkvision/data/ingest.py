@@ -270,3 +270,31 @@ def split_table(df, has_test: bool, test_fraction: float, seed: int):
     bucket = F.pmod(F.xxhash64(F.col("id"), F.lit(seed)), F.lit(10_000))
     held_out = bucket < F.lit(int(round(test_fraction * 10_000)))
     return df.filter(~held_out), df.filter(held_out)
+
+
+def check_both_splits_hold_images(train, test, table: ImageTable, test_fraction: float,
+                                  retry: str = "another --seed draws another hold-out") -> None:
+    """Refuse, before fitting, a split with no image in it: MLlib would fail deep inside its fit
+    (an empty training set) or the run would report a score on no images (an empty hold-out).
+
+    Only where a split can be empty: files were skipped, or a random hold-out expecting fewer than
+    25 images in a part (the odds that such a part comes out empty are below e⁻²⁵ ≈ 10⁻¹¹ beyond).
+    Elsewhere it would add a Spark job to every run for nothing. ``retry`` says how to draw again.
+    """
+    n = table.info.num_images
+    if not table.skipped and (table.info.has_test or min(test_fraction, 1 - test_fraction) * n >= 25):
+        return
+    for name, part in (("training", train), ("test" if table.info.has_test else "hold-out", test)):
+        if not part.isEmpty():
+            continue
+        if table.skipped and (name == "training" or table.info.has_test):
+            first = table.skipped[0]
+            why = (f"{table.info.skipped} file(s) could not be read, the first {first['path']}: {first['reason']}. "
+                   "Replace or remove the unreadable files")
+        elif table.info.has_test:
+            why = f"{table.info.source} has no {name} images. Add some"
+        else:
+            why = f"a {test_fraction:.1%} hold-out of {n} image(s) leaves none for {name}. Add images ({retry})"
+            if table.skipped:
+                why = f"{why}; {table.info.skipped} file(s) could not be read, the first {table.skipped[0]['path']}"
+        raise BadDataError(f"no {name} images: {why}.")

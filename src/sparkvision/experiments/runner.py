@@ -35,7 +35,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from sparkvision.data.ingest import ingest, locate_data, split_table
+from sparkvision.data.ingest import check_both_splits_hold_images, ingest, locate_data, split_table
 from sparkvision.errors import (
     BadDataError,
     ConfigError,
@@ -204,7 +204,9 @@ def _warm_up(train, seed: int) -> None:
     compiling MLlib's code paths (measured here without it: the first scenario fitted 10 trees in
     8.3 s, the next fitted 25 trees of the same depth in 6.0 s)."""
 
-    build_classifier("random_forest", numTrees=2, maxDepth=3, seed=seed).fit(train.sample(0.05, seed=seed))
+    sample = train.sample(0.05, seed=seed)
+    if not sample.isEmpty():  # a few dozen images sample none: nothing to warm up, and MLlib refuses an empty fit
+        build_classifier("random_forest", numTrees=2, maxDepth=3, seed=seed).fit(sample)
 
 
 def _warm_up_torch(spark) -> None:
@@ -293,6 +295,8 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
         p.say(f"resuming: {len(done)} of {len(keys)} scenarios already recorded in {out}")
     train, test = split_table(label_with_classes(table.df, info.class_names), info.has_test,
                               experiment.test_fraction, experiment.seed)
+    check_both_splits_hold_images(train, test, table, experiment.test_fraction,
+                                  retry="or set test_fraction or seed in the experiment file to draw another hold-out")
     todo = [(s, k) for s, k in zip(scenarios, keys) if k not in done]
     index = {k: i for i, k in enumerate(keys, start=1)}
 

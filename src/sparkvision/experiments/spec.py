@@ -52,7 +52,7 @@ _TUNE_METHODS = ("train_validation_split", "cross_validator")
 
 
 
-_LIST_VALUED = {"hidden", "widths"}  # Params whose one value is a list (mlp's layers, the CNN's conv widths)
+_LIST_VALUED = {"hidden", "widths", "regGrid"}  # Params whose one value is a list (mlp's layers, the CNN's conv widths, ridge's grid)
 
 
 
@@ -119,7 +119,7 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
 
 
 def _axes(params: dict[str, Any]) -> dict[str, list[Any]]:
-    # A list is an axis of the grid, except for `hidden` and `widths`, whose single value is itself a
+    # A list is an axis of the grid, except for `hidden`, `widths` and `regGrid`, whose single value is itself a
     # list: for them only a list of lists is an axis.
     return {k: (v if isinstance(v, list) and (k not in _LIST_VALUED or all(isinstance(x, list) for x in v)) else [v])
             for k, v in params.items()}

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from sparkvision import defaults
-from sparkvision.data.ingest import ingest, locate_data, names_cifar_release, split_table
+from sparkvision.data.ingest import (check_both_splits_hold_images, ingest, locate_data, names_cifar_release,
+                                     split_table)
 from sparkvision.data.sources.folder import FolderSource
 from sparkvision.defaults import MAX_IMAGE_SIZE, PATCH_SIZE
 from sparkvision.errors import BadDataError, ConfigError, task_errors
@@ -34,11 +35,6 @@ from sparkvision.runtime.connect import is_connect, master, remote_url
 from sparkvision.runtime.fs import default_work_dir, remove_stale_in, temp_path
 from sparkvision.runtime.session import SparkSettings, build_session, versions
 from sparkvision.runtime.stopping import raise_if_stopped
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
-
-    from sparkvision.data.table import ImageTable
 
 
 @dataclass
@@ -181,34 +177,6 @@ def _prepare_out(out: str | None) -> tuple[Path, Path]:
     return final, tmp
 
 
-def _check_both_splits_hold_images(train: DataFrame, test: DataFrame, table: ImageTable,
-                                   config: RunConfig) -> None:
-    """Refuse, before fitting, a split with no image in it: MLlib would fail deep inside its fit
-    (an empty training set) or the run would report a score on no images (an empty hold-out).
-
-    Only where a split can be empty: files were skipped, or a random hold-out of few images (of
-    100, an empty 20 % hold-out has odds of 0.8¹⁰⁰ ≈ 2·10⁻¹⁰). Elsewhere it would add a Spark job to
-    every run for nothing.
-    """
-    if not table.skipped and (table.info.has_test or table.info.num_images >= 100):
-        return
-    for name, part in (("training", train), ("test" if table.info.has_test else "hold-out", test)):
-        if not part.isEmpty():
-            continue
-        if table.skipped and (name == "training" or table.info.has_test):
-            first = table.skipped[0]
-            why = (f"{table.info.skipped} file(s) could not be read, the first {first['path']}: {first['reason']}. "
-                   "Replace or remove the unreadable files")
-        elif table.info.has_test:
-            why = f"{table.info.source} has no {name} images. Add some"
-        else:
-            why = (f"a {config.test_fraction:.0%} hold-out of {table.info.num_images} image(s) leaves none for "
-                   f"{name}. Add images (another --seed draws another hold-out)")
-            if table.skipped:
-                why = f"{why}; {table.info.skipped} file(s) could not be read, the first {table.skipped[0]['path']}"
-        raise BadDataError(f"no {name} images: {why}.")
-
-
 def cnn_checkpoint_dir(config: RunConfig, table_fingerprint: str) -> Path:
     """``WORK/cnn/<key>``: the CNN's shard and epoch checkpoints for this table, split and settings.
 
@@ -260,7 +228,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
                 table = ingest(spark, source, config.work_dir, strict=config.strict, progress=progress)
                 labeled = label_with_classes(table.df, table.info.class_names)
                 train, test = split_table(labeled, table.info.has_test, config.test_fraction, config.seed)
-                _check_both_splits_hold_images(train, test, table, config)
+                check_both_splits_hold_images(train, test, table, config.test_fraction)
             checkpoints = None
             if reads_images and not stages[-1].isSet("checkpointDir"):
                 # Kept between runs of the same command: a killed run resumes after its last finished epoch.

@@ -273,6 +273,25 @@ def _wrapper_hint(folder: Path, listing: Listing) -> str:
             f"the classes, pass --data {folder}.")
 
 
+def _refuse_test_without_train(path: Path) -> None:
+    """``ROOT/test/<class>/…`` without ``ROOT/train/`` would train on a class named test (its images
+    found one level down) beside the real ones: a half-made train/test layout, named instead."""
+    test = path / "test"
+    if not test.is_dir():
+        return
+    entries = [e for e in _scandir(str(test)) if not hidden_name(e.name)]
+    if any(e.is_file() and not not_an_image_name(e.name) for e in entries):
+        return  # images directly in test/: a class named test, as CIFAR-100's train is
+    nested = sorted(e.name for e in entries if e.is_dir() and walk_images(e.path, above=(os.path.realpath(path),
+                                                                                         os.path.realpath(test))).images)
+    if nested:
+        raise BadDataError(
+            f"{test}: holds class folders ({', '.join(nested[:5])}{'…' if len(nested) > 5 else ''}), as a train/test "
+            f"layout's test split does, but {path} has no train/ beside it, so test would be read as one more class. "
+            f"Put the training images in {path / 'train'}/<class>/, or move {test}'s class folders up into {path} "
+            "to train on all of them with a random hold-out.")
+
+
 def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
     """Check a class-folder tree in the driver (names and sizes only, never pixels).
 
@@ -311,6 +330,7 @@ def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
             skipped += listing.skipped
     else:
         trees["train"], rest = _tree(path, ())
+        _refuse_test_without_train(path)
     train = trees["train"]
     looked_for = ", ".join(EXTENSIONS)
     where = path / "train" if split_layout else path
