@@ -299,3 +299,23 @@ def test_both_engines_list_empty_files_links_and_other_formats_alike(spark, mode
         str(folder / "gone.jpg"): f"a symbolic link to {tmp_path / 'nowhere.jpg'}, which does not exist"}
     assert a["ignored"] == b["ignored"] == [{"path": str(folder / "scan.tiff"), "reason": "not a supported image "
                                              "format (.tiff); sparkvision reads .jpg, .jpeg, .png, .gif, .bmp, .webp"}]
+
+
+def test_every_skipped_and_ignored_file_is_counted_beyond_the_first_thousand_listed(spark, models, tmp_path, capsys):
+    """Both lists stop at 1,000 entries; their counts do not (they said 1,000 of 1,003 before)."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    _picture(np.random.default_rng(9), COLOURS["dogs"], 32, 32).save(folder / "good.png")
+    (folder / "not a picture.jpg").write_text("text")  # found by decoding, not by the listing
+    for i in range(1002):
+        (folder / f"e{i}.png").write_bytes(b"")
+        (folder / f"n{i}.txt").write_text("")
+    a = predict(spark, models["forest"], [str(folder)], out=str(tmp_path / "spark.csv"), progress=False)
+    assert (a["predicted"], a["skipped_count"], len(a["skipped"]), a["ignored_count"], len(a["ignored"])) == \
+        (1, 1003, 1000, 1002, 1000)
+    assert main(["predict", models["forest"], str(folder), "--engine", "local", "--quiet",
+                 "--out", str(tmp_path / "local.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1,003 unreadable file(s) (the first 1,000 listed):" in err
+    assert "ignored 1,002 file(s) that are not images to read (the first 1,000 listed):" in err
+    assert len([line for line in err.splitlines() if line.startswith("  ")]) == 2000

@@ -126,14 +126,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     where = result["out"] or "stdout"
     print(f"labelled {result['predicted']:,} image(s) in {time.perf_counter() - started:.1f} s -> {where} "
           f"({result['format']}; {'local engine' if engine == 'local' else 'Spark'}: {why})", file=sys.stderr)
-    if result["skipped"]:
-        print(f"skipped {len(result['skipped'])} unreadable file(s):", file=sys.stderr)
-        for item in result["skipped"][:10]:
-            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
-    if result.get("ignored"):
-        print(f"ignored {len(result['ignored'])} file(s) that are not images to read:", file=sys.stderr)
-        for item in result["ignored"][:10]:
-            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+    for kind, what in (("skipped", "unreadable file(s)"), ("ignored", "file(s) that are not images to read")):
+        listed, count = result.get(kind) or [], result.get(f"{kind}_count", len(result.get(kind) or []))
+        if count:  # every one counted, and listed up to MAX_SKIPPED_LISTED
+            first = f" (the first {len(listed):,} listed)" if len(listed) < count else ""
+            print(f"{kind} {count:,} {what}{first}:", file=sys.stderr)
+            for item in listed:
+                print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
     return 0
 
 

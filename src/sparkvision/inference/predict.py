@@ -346,11 +346,14 @@ def predict(spark, model_dir: str, inputs: list[str], *, top_k: int | None = Non
         rows = _top_k(model.transform(good), job.class_names, job.top_k).toLocalIterator()
         written = _write(rows, job.out, job.fmt, job.top_k)
         bad = job.inputs.skipped[:MAX_SKIPPED_LISTED]  # found by the listing (Spark's reader drops them silently)
-        if len(bad) < MAX_SKIPPED_LISTED:
-            bad += [{"path": r.origin, "reason": r.error} for r in decoded.filter(F.col("error").isNotNull())
+        failed = decoded.filter(F.col("error").isNotNull())
+        undecoded = failed.count()  # all of them counted, the first MAX_SKIPPED_LISTED listed
+        if len(bad) < MAX_SKIPPED_LISTED and undecoded:
+            bad += [{"path": r.origin, "reason": r.error} for r in failed
                     .select("origin", "error").limit(MAX_SKIPPED_LISTED - len(bad)).collect()]
         decoded.unpersist()
-    return {"predicted": written, "skipped": bad, "ignored": job.inputs.ignored[:MAX_SKIPPED_LISTED],
+    return {"predicted": written, "skipped": bad, "skipped_count": len(job.inputs.skipped) + undecoded,
+            "ignored": job.inputs.ignored[:MAX_SKIPPED_LISTED], "ignored_count": len(job.inputs.ignored),
             "out": str(job.out) if job.out else None, "format": job.fmt, "engine": "spark"}
 
 
@@ -376,7 +379,7 @@ def _load_with_spark(model_path: Path):
 # ---------------------------------------------------------------------------------------------
 # The local engine: the files Spark would read, decoded here, the model evaluated in numpy.
 
-MAX_SKIPPED_LISTED = 1000  # unreadable files listed in the result (both engines)
+MAX_SKIPPED_LISTED = 1000  # skipped and ignored files listed in the result (both engines); all are counted
 _CHUNK = 256               # images decoded and labelled at a time: output streams, memory stays small
 
 
@@ -475,5 +478,6 @@ def predict_local(model_dir: str, inputs: list[str], *, top_k: int | None = None
                 written = _write(rows(pool.map(label, _chunks(files, size))), job.out, job.fmt, job.top_k)
             finally:  # on an error or Ctrl-C, chunks not started are dropped, not labelled for nothing
                 pool.shutdown(wait=True, cancel_futures=True)
-    return {"predicted": written, "skipped": bad[:MAX_SKIPPED_LISTED], "ignored": job.inputs.ignored[:MAX_SKIPPED_LISTED],
+    return {"predicted": written, "skipped": bad[:MAX_SKIPPED_LISTED], "skipped_count": len(bad),
+            "ignored": job.inputs.ignored[:MAX_SKIPPED_LISTED], "ignored_count": len(job.inputs.ignored),
             "out": str(job.out) if job.out else None, "format": job.fmt, "engine": "local"}
