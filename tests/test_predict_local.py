@@ -319,3 +319,19 @@ def test_every_skipped_and_ignored_file_is_counted_beyond_the_first_thousand_lis
     assert "skipped 1,003 unreadable file(s) (the first 1,000 listed):" in err
     assert "ignored 1,002 file(s) that are not images to read (the first 1,000 listed):" in err
     assert len([line for line in err.splitlines() if line.startswith("  ")]) == 2000
+
+
+@pytest.mark.parametrize("name, features", [("forest", 1024), ("logistic", 3072), ("bayes", 1024), ("mlp", 1024)])
+def test_a_labels_file_whose_image_size_the_pixel_classifier_cannot_take_is_named(models, pictures, tmp_path,
+                                                                                    capsys, name, features):
+    """Pixel stages record no image size, their classifier a feature count: a labels file saying 16
+    where the model was fitted on 32 is named before any output (it failed mid-output with exit 2)."""
+    import json
+    import shutil
+
+    copy = shutil.copytree(models[name], tmp_path / "copy")
+    labels = next(copy.rglob("sparkvision-labels.json"))
+    labels.write_text(json.dumps({**json.loads(labels.read_text()), "image_size": 16}))
+    assert main(["predict", str(copy), str(pictures), "--quiet"]) == 4
+    out, err = capsys.readouterr()
+    assert out == "" and str(labels) in err and f"takes {features}" in err and "Traceback" not in err

@@ -571,6 +571,24 @@ def _classes_of(folder: Path, cls: str, meta: dict[str, Any]) -> int | None:
     return None
 
 
+def _features_of(folder: Path, cls: str, meta: dict[str, Any]) -> int | None:
+    """How many features a classifier stage takes (None: not a classifier, or not known without Spark)."""
+    p = _params(meta)
+    if cls in (_FOREST, _TREE):
+        return int(meta["numFeatures"])
+    if cls == "org.apache.spark.ml.classification.MultilayerPerceptronClassificationModel" and p.get("layers"):
+        return int(p["layers"][0])
+    if cls == _RIDGE:
+        return int(_arrays(folder, np.float64)["coefficients"].shape[0])
+    if cls in (_LOGISTIC, _BAYES):
+        (row,) = _parquet_rows(folder / "data")
+        return int(_matrix(row["coefficientMatrix" if cls == _LOGISTIC else "theta"]).shape[1])
+    return None
+
+
+_GRAY, _PIXELS = "sparkvision.features.pixels.Grayscale", "sparkvision.features.pixels.PixelVectorizer"
+
+
 def check_model(model_path: str | Path, class_names: list[str] | None = None, image_size: int | None = None, *,
                 labels: object = None) -> None:
     """Check, without Spark, every file a saved model holds, before either engine reads it.
@@ -592,6 +610,7 @@ def check_model(model_path: str | Path, class_names: list[str] | None = None, im
         raise BadDataError(f"{model_path}: its metadata says it is a {meta['class']}, not a PipelineModel; "
                            f"sparkvision saves a fitted Pipeline. Pass the model folder `sparkvision run` wrote.")
     classes = None
+    channels, pixel_features = 3, None  # what the pixel stages make of image_size-sided images
     for folder in _stage_paths(model_path, meta):
         if not folder.is_dir():
             raise DataNotFoundError(f"{folder}: missing, though the model's metadata lists this stage; the model "
@@ -616,6 +635,7 @@ def check_model(model_path: str | Path, class_names: list[str] | None = None, im
                 check_safetensors(bytes(row["weights"]), folder / "data")
             found = _classes_of(folder, cls, stage)
             shape = image_sides(p)
+            takes = _features_of(folder, cls, stage) if pixel_features is not None else None
         except SparkVisionError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -627,6 +647,13 @@ def check_model(model_path: str | Path, class_names: list[str] | None = None, im
         if image_size is not None and shape and shape != (image_size, image_size):
             raise BadDataError(f"{labels}: image size {image_size}, but stage {folder.name} takes "
                                f"{shape[0]}×{shape[1]} images, so this file does not belong to this model: {_AGAIN}.")
+        channels = 1 if cls == _GRAY else channels
+        if cls == _PIXELS and image_size is not None:
+            pixel_features = image_size * image_size * channels
+        if takes is not None and takes != pixel_features:  # pixel stages record no size: their classifier does
+            raise BadDataError(f"{labels}: image size {image_size}, which gives {pixel_features} pixel features, but "
+                               f"the classifier ({folder.name}) takes {takes}, so this file does not belong to this "
+                               f"model: {_AGAIN}.")
     if class_names is not None and classes is not None and classes[0] != len(class_names):
         raise BadDataError(f"{labels}: {len(class_names)} class names, but the classifier ({classes[1].name}) "
                            f"predicts {classes[0]} classes, so this file does not belong to this model: {_AGAIN}.")
