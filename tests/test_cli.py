@@ -106,6 +106,7 @@ def test_unsafe_batch_stops_the_run_with_exit_4(spark, tmp_path, capsys):
     # wrong types and sizes fail before the JVM starts
     (["--param", "numTrees=abc"], 2, "numTrees='abc': Could not convert abc to int"),
     (["--model", "mlp", "--param", "hidden=128"], 2, "give the hidden layer sizes as a list"),
+    (["--model", "cnn", "--param", "gpu=1"], 2, "gpu must be one of auto, true, false, not '1'"),
     (["--image-size", "0"], 2, "--image-size must be between 1 and 1024"),
     (["--param", "maxDepth=2", "--param", "maxDepth=3"], 2, "--param maxDepth is given 2 times"),
     (["--num-trees", "3", "--param", "numTrees=7"], 2, "--num-trees 3 and --param numTrees=7 disagree"),
@@ -133,6 +134,19 @@ def test_bad_options_fail_fast_in_a_real_process(cifar_py, tmp_path, args, code,
 def test_a_server_port_out_of_range_is_an_option_error(port):
     result = run_cli("server", "start", "--port", port)
     assert result.returncode == 2 and f"--port needs a whole number from 1 to 65535, not '{port}'" in result.stderr
+
+
+def test_a_number_for_a_param_that_takes_text_is_its_text(spark):
+    """`--param featureSubsetStrategy=0.5` (and `= 0.5` in an experiment file) reads as a number:
+    MLlib's "0.5" is meant, where its converter alone said "Could not convert <class 'float'>"."""
+    from sparkvision.experiments.spec import parse_experiment
+    from sparkvision.models.registry import build_classifier
+
+    assert build_classifier("random_forest", featureSubsetStrategy=0.5).getFeatureSubsetStrategy() == "0.5"
+    assert build_classifier("random_forest", featureSubsetStrategy=5).getFeatureSubsetStrategy() == "5"
+    exp = parse_experiment("[[scenario]]\nmodel='random_forest'\nparams={ featureSubsetStrategy = [0.5, 'sqrt'] }",
+                           "f.toml")
+    assert [s.params["featureSubsetStrategy"] for s in exp.scenarios] == [0.5, "sqrt"]  # both pass the checks
 
 
 def test_missing_java_gets_one_clear_message(tmp_path):

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 from pyspark.ml.classification import (DecisionTreeClassifier, GBTClassifier, LinearSVC, LogisticRegression,
                                        MultilayerPerceptronClassifier, NaiveBayes, OneVsRest,
                                        RandomForestClassifier)
-from pyspark.ml.param import Param
+from pyspark.ml.param import Param, TypeConverters
 
 from sparkvision import defaults
 from sparkvision.models.cnn.settings import CNN_DEFAULTS, check_cnn_params, parse_cnn_value
@@ -85,6 +85,7 @@ def check_params(name: str, params: dict[str, Any]) -> None:
     check, on the JVM (:func:`sparkvision.models.fitting.check_on_jvm`).
     """
     check_names(name, params)
+    params = as_param_types(name, params)  # as build_classifier passes them on
     for key, value in params.items():
         try:
             check_value(name, key, value)
@@ -106,6 +107,20 @@ def check_names(name: str, params: Iterable[str]) -> None:
         raise ValueError(f"model {name} has no parameter {unknown[0]!r}: it tunes {', '.join(spec.tunable)}")
 
 
+def as_param_types(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with a number given to a Param that takes text made its text: ``--param
+    featureSubsetStrategy=0.5`` (read as a number) and ``featureSubsetStrategy = 0.5`` in an
+    experiment file mean MLlib's ``"0.5"``, which its converter alone would refuse."""
+    estimator = CLASSIFIERS[name].estimator if name in CLASSIFIERS else None
+
+    def takes_text(key: str) -> bool:
+        param = getattr(estimator, key, None)
+        return isinstance(param, Param) and param.typeConverter is TypeConverters.toString
+
+    return {key: str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and takes_text(key)
+            else value for key, value in params.items()}
+
+
 def check_value(name: str, key: str, value: Any) -> None:
     """Raise ValueError (the reason alone) when ``value`` is of the wrong type for ``key`` of model ``name``."""
     if name == "mlp" and key == "hidden":
@@ -115,7 +130,7 @@ def check_value(name: str, key: str, value: Any) -> None:
     param = getattr(CLASSIFIERS[name].estimator, key, None)
     if isinstance(param, Param) and param.typeConverter is not None:
         try:
-            param.typeConverter(value)
+            param.typeConverter(as_param_types(name, {key: value})[key])
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
 
@@ -132,7 +147,7 @@ def build_classifier(name: str, *, featuresCol: str = "features", labelCol: str 
     """
     check_params(name, params)
     spec = CLASSIFIERS[name]
-    values = {**spec.defaults, **params}
+    values = {**spec.defaults, **as_param_types(name, params)}
     if name == "mlp":
         if num_features is None or num_classes is None:
             raise ValueError("the mlp needs num_features and num_classes to size its layers")

@@ -100,12 +100,15 @@ def require_torch() -> None:
 
 def gpu_choice(value: Any) -> Any:
     """``gpu`` as its text: ``--param gpu=true`` and TOML's ``gpu = true`` read as booleans, which
-    mean ``"true"`` and ``"false"``; anything else passes, for :func:`check_cnn_params` to judge.
+    mean ``"true"`` and ``"false"``; a number becomes its text; anything else passes, for
+    :func:`check_cnn_params` to judge (and name the choices).
 
-    >>> gpu_choice(True), gpu_choice(False), gpu_choice("auto")
-    ('true', 'false', 'auto')
+    >>> gpu_choice(True), gpu_choice(False), gpu_choice("auto"), gpu_choice(1)
+    ('true', 'false', 'auto', '1')
     """
-    return ("true" if value else "false") if isinstance(value, bool) else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, (int, float)) else value
 
 
 def parse_cnn_value(key: str, value: Any) -> Any:
