@@ -63,6 +63,22 @@ def _is_loopback_master(master: str) -> bool:
     return master.startswith("local") or bool(re.match(r"spark://(127\.0\.0\.1|localhost)[:/]", master))
 
 
+_MASTER = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn|spark://\S+|k8s://\S+")
+
+
+def check_master(master: str, from_conf: bool = False) -> None:
+    """Refuse, before the JVM starts, a master URL Spark would refuse: it says so in a Java stack
+    trace and the JVM exits before PySpark can say why.
+
+    >>> check_master("local[2]"), check_master("spark://127.0.0.1:7077")
+    (None, None)
+    """
+    if not _MASTER.fullmatch(master):
+        given = f"--conf spark.master={master}" if from_conf else f"master {master!r} (--master)"
+        raise ConfigError(f"{given}: not a master URL Spark takes. Give local, local[N], local[*], local[N,RETRIES], "
+                          "spark://HOST:PORT (a standalone cluster), k8s://URL or yarn.")
+
+
 def build_session(settings: SparkSettings | None = None, *, show_progress: bool | None = None):
     """Start (or reuse) a SparkSession configured from ``settings``.
 
@@ -92,9 +108,11 @@ def build_session(settings: SparkSettings | None = None, *, show_progress: bool 
     java = java_binary() or "java"
     driver_memory = s.conf.get("spark.driver.memory", s.driver_memory)
     submitted = submitted_conf()
-    master = submitted.get("spark.master", s.master)
+    # --conf spark.master, set after the builder's master, is the one Spark uses
+    master = submitted.get("spark.master", s.conf.get("spark.master", s.master))
     archive = jvm_cds.ArchivePlan("")
     if not submitted and SparkContext._active_spark_context is None:  # the JVM starts here: check it fits first
+        check_master(master, "spark.master" in s.conf)
         check_driver_memory(driver_memory, *machine_memory())
         archive = jvm_cds.plan(java, java_line, pyspark.__version__)
     if show_progress is None:
