@@ -336,6 +336,7 @@ def test_an_empty_hold_out_or_a_tiny_class_folder_tree_is_said_plainly(spark, ci
                                            r"set test_fraction or seed in the experiment file"):
         run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
                        progress=False)
+    assert not (tmp_path / "o").exists()  # no folder holding only the refused file
     photos = tmp_path / "photos"
     for k, name in enumerate(("cat", "dog")):
         (photos / name).mkdir(parents=True)

@@ -271,7 +271,15 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
         p.say(f"starting Spark ({(spark_settings.master if spark_settings else 'local[*]')}) ...")
         spark = build_session(spark_settings)
     _check_values(experiment, source)  # a bad value (numTrees = 0) fails now, before any data is read
-    # Only a file whose every value passed is recorded: a refused one leaves the folder as it was.
+    with task_errors():
+        table = ingest(spark, source, work_dir, progress=progress)
+    info = table.info
+    train, test = split_table(label_with_classes(table.df, info.class_names), info.has_test,
+                              experiment.test_fraction, experiment.seed)
+    check_both_splits_hold_images(train, test, table, experiment.test_fraction,
+                                  retry="or set test_fraction or seed in the experiment file to draw another hold-out")
+    # Only a file whose every value passed, on data that can run it, is recorded: a refused one
+    # leaves the folder as it was.
     try:
         (out / "scenarios").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -281,9 +289,6 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     # temporaries of this host's dead processes go, never live ones.
     remove_stale_in(out / "scenarios")
     _write_text(out / "experiment.toml", experiment.text)
-    with task_errors():
-        table = ingest(spark, source, work_dir, progress=progress)
-    info = table.info
     context = f"{info.fingerprint}|{experiment.seed}|{experiment.test_fraction}"
     # Blocks may overlap (a "trees" and a "depth" axis can share a point): run each point once.
     first_of = {}
@@ -293,10 +298,6 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     done = {k for k in keys if (_recorded(out / "scenarios" / k / "result.json") or {}).get("status") == "done"}
     if done:
         p.say(f"resuming: {len(done)} of {len(keys)} scenarios already recorded in {out}")
-    train, test = split_table(label_with_classes(table.df, info.class_names), info.has_test,
-                              experiment.test_fraction, experiment.seed)
-    check_both_splits_hold_images(train, test, table, experiment.test_fraction,
-                                  retry="or set test_fraction or seed in the experiment file to draw another hold-out")
     todo = [(s, k) for s, k in zip(scenarios, keys) if k not in done]
     index = {k: i for i, k in enumerate(keys, start=1)}
 
