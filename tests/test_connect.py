@@ -65,31 +65,44 @@ def _metrics(folder: Path) -> dict:
     return json.loads((folder / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("extra", [
-    ["--num-trees", "3", "--max-depth", "3"],  # the assignment's model, kept small to be imperfect
-    ["--features", "patches", "--centroids", "16", "--model", "ridge"],  # patch features at small K
-], ids=["forest", "patches-ridge"])
-def test_a_run_over_connect_gives_the_classic_metrics(spark, connect, cifar_py, tmp_path, extra):
+FOREST = ["--num-trees", "3", "--max-depth", "3"]  # the assignment's model, kept small to be imperfect
+PATCHES = ["--features", "patches", "--centroids", "16", "--model", "ridge"]  # patch features at small K
+
+
+@pytest.fixture(scope="module")
+def remote_forest(connect, cifar_py, tmp_path_factory) -> Path:
+    """The run folder of one forest run over Connect, shared by the tests that need a run made there."""
     address, env = connect
-    remote = run_cli(*_run_args(cifar_py, tmp_path, "remote", *extra), "--remote", address, env=env, timeout=400)
-    assert remote.returncode == 0, remote.stderr
+    base = tmp_path_factory.mktemp("remote-forest")
+    done = run_cli(*_run_args(cifar_py, base, "remote", *FOREST), "--remote", address, env=env, timeout=400)
+    assert done.returncode == 0, done.stderr
+    return base / "remote"
+
+
+@pytest.mark.parametrize("extra", [FOREST, PATCHES], ids=["forest", "patches-ridge"])
+def test_a_run_over_connect_gives_the_classic_metrics(spark, connect, cifar_py, tmp_path, extra, request):
+    address, env = connect
+    if extra is FOREST:
+        remote = request.getfixturevalue("remote_forest")
+    else:
+        remote = tmp_path / "remote"
+        done = run_cli(*_run_args(cifar_py, tmp_path, "remote", *extra), "--remote", address, env=env, timeout=400)
+        assert done.returncode == 0, done.stderr
     assert main(_run_args(cifar_py, tmp_path, "classic", *extra)) == 0
-    over_connect, classic = _metrics(tmp_path / "remote"), _metrics(tmp_path / "classic")
+    over_connect, classic = _metrics(remote), _metrics(tmp_path / "classic")
     assert over_connect["accuracy"] == classic["accuracy"]
     assert over_connect["confusion_matrix"] == classic["confusion_matrix"]
     assert over_connect["spark_master"].startswith("local")  # the server's own master, as it reports it
-    assert (tmp_path / "remote" / "model" / "sparkvision-labels.json").is_file()
+    assert (remote / "model" / "sparkvision-labels.json").is_file()
 
 
-def test_a_model_saved_over_connect_predicts_through_connect_and_locally(connect, cifar_py, tmp_path, pictures):
+def test_a_model_saved_over_connect_predicts_through_connect_and_locally(connect, remote_forest, pictures):
     address, env = connect
-    trained = run_cli(*_run_args(cifar_py, tmp_path, "run"), "--remote", address, env=env, timeout=400)
-    assert trained.returncode == 0, trained.stderr
-    through_spark = run_cli("predict", str(tmp_path / "run"), str(pictures), "--engine", "spark", "--remote", address,
+    through_spark = run_cli("predict", str(remote_forest), str(pictures), "--engine", "spark", "--remote", address,
                             env=env)
     assert through_spark.returncode == 0, through_spark.stderr
     assert "Spark" in through_spark.stderr
-    local = run_cli("predict", str(tmp_path / "run"), str(pictures), "--engine", "local", env=env)
+    local = run_cli("predict", str(remote_forest), str(pictures), "--engine", "local", env=env)
     assert local.returncode == 0, local.stderr
     rows = lambda out: sorted(line.split(",")[:2] for line in out.strip().splitlines()[1:])  # path, top label
     assert rows(through_spark.stdout) == rows(local.stdout) and len(rows(local.stdout)) > 0
@@ -108,15 +121,15 @@ def _python_daemons(server_pid: int) -> list[int]:
     return found
 
 
-def test_client_runs_share_the_servers_python_workers(connect, cifar_py, tmp_path):
+def test_client_runs_share_the_servers_python_workers(connect, remote_forest, cifar_py, tmp_path):
     # Spark's SparkConnectServer isolates sessions, and each client run got (and left behind) a
-    # Python daemon of its own; sparkvision's server shares one across clients.
+    # Python daemon of its own; sparkvision's server shares one across clients: the fixture's run
+    # and this one.
     address, env = connect
     pid = json.loads((Path(env["XDG_CACHE_HOME"]) / "sparkvision" / "connect" / "server.json").read_text())["pid"]
-    for name in ("first", "second"):
-        done = run_cli(*_run_args(cifar_py, tmp_path, name, "--num-trees", "1", "--max-depth", "1"),
-                       "--remote", address, env=env, timeout=400)
-        assert done.returncode == 0, done.stderr
+    done = run_cli(*_run_args(cifar_py, tmp_path, "second", "--num-trees", "1", "--max-depth", "1"),
+                   "--remote", address, env=env, timeout=400)
+    assert done.returncode == 0, done.stderr
     assert len(_python_daemons(pid)) == 1
 
 

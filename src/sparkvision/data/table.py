@@ -50,6 +50,7 @@ class TableInfo:
     skipped: int = 0              # unreadable files left out (class-folder sources)
     error_column: bool = False    # rows of unreadable files are stored, with an error, and filtered out on read
     version: int = TABLE_VERSION
+    files: dict[str, int] | None = None  # the data files as written (name: bytes), to tell a table changed since
 
 
 @dataclass
@@ -129,7 +130,8 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
                                        "without --strict to skip and list them.")
             else:
                 num_images = _rows(spark, tmp, False).count()
-            info = TableInfo(**{**asdict(info), "num_images": num_images, "skipped": num_bad, "error_column": has_errors})
+            info = TableInfo(**{**asdict(info), "num_images": num_images, "skipped": num_bad, "error_column": has_errors,
+                                "files": _data_files(tmp)})
             (tmp / _META).write_text(json.dumps(asdict(info), indent=2))
             if skipped:
                 (tmp / _SKIPPED).write_text(json.dumps(skipped, indent=1))
@@ -140,9 +142,42 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
     return read_table(spark, path)
 
 
+def _data_files(path: Path) -> dict[str, int]:
+    """The table's data files (Spark's part files; its own start with "_" or ".") and their sizes."""
+    return {e.name: e.stat().st_size for e in os.scandir(path) if e.is_file() and not e.name.startswith(("_", "."))}
+
+
+def table_changed(path: Path) -> str | None:
+    """How the table at ``path`` differs from what was written (a data file gone, added, or of
+    another size), or None when it is as written (or from a version that kept no list)."""
+    try:
+        written = json.loads((path / _META).read_text()).get("files")
+    except (OSError, ValueError):
+        return f"its {_META} cannot be read"
+    if written is None:
+        return None
+    now = _data_files(path)
+    for name in sorted(set(written) | set(now)):
+        if name not in now:
+            return f"{name} is missing"
+        if name not in written:
+            return f"{name} was added"
+        if now[name] != written[name]:
+            return f"{name} holds {now[name]:,} bytes where {written[name]:,} were written"
+    return None
+
+
 def reuse_table(spark: SparkSession, path: Path, progress: bool) -> ImageTable | None:
-    """The table already at ``path``, if there is one (tables are renamed into place only when complete)."""
+    """The table already at ``path``, if there is one (tables are renamed into place only when
+    complete). A table changed since it was written (a file deleted or cut short) would lose
+    images without a word or fail deep in Spark: it is removed, said, and written again."""
     if not (path / _META).is_file():
+        return None
+    changed = table_changed(path)
+    if changed:
+        print(f"  the image table {path} changed since it was written ({changed}): writing it again",
+              file=sys.stderr)
+        shutil.rmtree(path)
         return None
     if progress:
         print(f"  reusing the image table {path}", file=sys.stderr)
