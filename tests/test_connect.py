@@ -8,6 +8,7 @@ classic runs they are compared with use that shared session, in this process.
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -194,3 +195,35 @@ def test_an_unreachable_remote_is_a_clear_error_within_seconds(cifar_py, tmp_pat
     assert "no Spark Connect server answers at 127.0.0.1:" in result.stderr and "Traceback" not in result.stderr
     assert elapsed < 20  # a probe, not gRPC's minutes of retries (the child's Python start is most of it)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("address, said", [
+    ("sc://nosuchhost.invalid:15002", "the host 'nosuchhost.invalid' cannot be resolved"),
+    ("sc://[::1", "not an address (Invalid IPv6 URL)"),
+    ("sc://127.0.0.1:99999", "the port must be a whole number from 1 to 65535"),
+])
+def test_a_remote_address_that_cannot_be_reached_as_written_is_named(address, said):
+    """Each said "unexpected gaierror" or "unexpected ValueError"; checked before any session starts."""
+    from sparkvision.runtime.connect import _endpoint
+    from sparkvision.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(f"--remote {address!r}: {said}")):
+        _endpoint(address)
+
+
+def test_another_program_at_the_remote_port_is_named_as_not_a_connect_server(cifar_py, tmp_path):
+    """An HTTP server at the port: the error blamed a --conf setting the user never gave."""
+    import http.server
+    import threading
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        address = f"sc://127.0.0.1:{httpd.server_address[1]}"
+        result = run_cli(*_run_args(cifar_py, tmp_path, "out"), "--remote", address, timeout=120)
+    finally:
+        httpd.shutdown()
+    assert result.returncode == 2, result.stderr
+    assert f"--remote {address}: something accepts connections at 127.0.0.1:" in result.stderr
+    assert "does not answer as a Spark Connect server" in result.stderr and "--conf" not in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from urllib.parse import urlparse
 
 from sparkvision import defaults
@@ -29,21 +30,40 @@ def is_connect(spark) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def remote_url() -> str | None:
     """The remote pyspark itself would use: ``SPARK_REMOTE`` when set (pyspark's own variable)."""
     return os.environ.get("SPARK_REMOTE") or None
 
 
 def _endpoint(url: str) -> tuple[str, int]:
-    parsed = urlparse(url)
-    if parsed.scheme != "sc" or not parsed.hostname:
+    """(host, port) of an ``sc://`` address, its host resolved; ConfigError naming what is wrong."""
+    import socket
+
+    try:
+        parsed = urlparse(url)
+        hostname = parsed.hostname
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError(f"--remote {url!r}: not an address ({exc}); a Spark Connect address is sc://HOST:PORT, "
+                          "with an IPv6 host in brackets (sc://[::1]:15002).") from None
+    if parsed.scheme != "sc" or not hostname:
         raise ConfigError(f"--remote {url!r}: a Spark Connect address is sc://HOST:PORT (or local, for "
                           "sparkvision's own server on this machine).")
     try:
         port = parsed.port or defaults.CONNECT_PORT
     except ValueError:
-        raise ConfigError(f"--remote {url!r}: the port must be a number, as in sc://HOST:15002.") from None
-    return parsed.hostname, port
+        raise ConfigError(f"--remote {url!r}: the port must be a whole number from 1 to 65535, as in "
+                          "sc://HOST:15002.") from None
+    try:
+        socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--remote {url!r}: the host {hostname!r} cannot be resolved ({exc}); check the address "
+                          "(a name this machine's resolver knows, or an IP address).") from None
+    return hostname, port
 
 
 def connect_session(remote: str, *, conf: dict[str, str] | None = None, progress: bool = True):
@@ -75,6 +95,15 @@ def connect_session(remote: str, *, conf: dict[str, str] | None = None, progress
     from pyspark.sql.connect.client.retries import DefaultPolicy
 
     spark.client.set_retry_policies([DefaultPolicy(max_retries=3, initial_backoff=200, max_backoff=1000)])
+    try:  # the first call: a program other than a Connect server at that port fails here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyspark's RETRIES_EXCEEDED warning: the error below says it
+            spark.version
+    except Exception as exc:
+        spark.stop()
+        raise ConfigError(f"--remote {remote}: something accepts connections at {host}:{port}, but it does not answer "
+                          f"as a Spark Connect server ({_first_line(exc)}). Check the port (Spark Connect's default "
+                          f"is {defaults.CONNECT_PORT}), or start a server with `sparkvision server start`.") from None
     session_conf = {defaults.COLUMNAR_INPUT: "false",
                     "spark.sql.execution.arrow.maxRecordsPerBatch": str(defaults.ARROW_BATCH_ROWS),
                     **(conf or {})}

@@ -75,10 +75,12 @@ class ServerStatus:
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Whether something accepts TCP connections on ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        return s.connect_ex((host, port)) == 0
+    """Whether something accepts TCP connections on ``host:port`` (IPv4 or IPv6)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:  # refused, unreachable, timed out, or a name that does not resolve
+        return False
 
 
 def _is_server(pid: int) -> bool:
