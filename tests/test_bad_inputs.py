@@ -666,3 +666,21 @@ def test_option_top_k_beyond_the_classes_fails_before_any_work(real_run, picture
     result = run_cli("predict", str(real_run.model()), str(picture), "--top-k", "4", "--out", str(tmp_path / "x.csv"))
     assert result.returncode == 2 and "--top-k must be between 1 and 3, not 4" in result.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_class_the_random_hold_out_takes_whole_is_named_not_left_out(spark, capsys, tmp_path):
+    """One image of eels, drawn into the 20 % hold-out: the model trained without the class, scored
+    it 0 % and exited 0. Now exit 4 naming the class (with a seed that draws it, found here)."""
+    from sparkvision.data.ingest import ingest, locate_data, split_table
+
+    data = _classes(tmp_path / "photos", ("cats", "dogs"), per_class=6)
+    _image(data / "eels" / "0.png", (10, 200, 10))
+    table = ingest(spark, locate_data(str(data), str(tmp_path / "work")), str(tmp_path / "work"), progress=False)
+    eels = table.info.class_names.index("eels")
+    seed = next(s for s in range(200) if split_table(table.df, False, 0.2, s)[1].filter(f"label = {eels}").count())
+    out = tmp_path / "out"
+    code = main(["run", "--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "work"), "--quiet",
+                 "--image-size", "8", "--seed", str(seed)])
+    err = capsys.readouterr().err
+    assert code == 4 and "no training images of class eels: the 20% random hold-out drew every image of it" in err
+    assert "another --seed" in err and not out.exists()

@@ -36,7 +36,8 @@ def metrics_from_confusion(cm: np.ndarray, class_names: Sequence[str]) -> dict[s
     return {
         "accuracy": float(tp.sum() / total) if total else 0.0,
         "f1_macro": float(f1[present].mean()) if present.any() else 0.0,
-        "per_class_accuracy": {name: float(r) for name, r in zip(class_names, recall)},
+        # classes with no image evaluated have no accuracy: left out, not scored 0
+        "per_class_accuracy": {name: float(r) for name, r, n in zip(class_names, recall, support) if n > 0},
         "confusion_matrix": cm.tolist(),
         "num_evaluated": int(total),
     }

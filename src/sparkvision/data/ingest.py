@@ -282,6 +282,8 @@ def check_both_splits_hold_images(train, test, table: ImageTable, test_fraction:
     Elsewhere it would add a Spark job to every run for nothing. ``retry`` says how to draw again.
     """
     n = table.info.num_images
+    if not table.info.has_test and table.info.dataset == "folder":
+        _check_every_class_trains(train, table, test_fraction, retry)
     if not table.skipped and (table.info.has_test or min(test_fraction, 1 - test_fraction) * n >= 25):
         return
     for name, part in (("training", train), ("test" if table.info.has_test else "hold-out", test)):
@@ -298,3 +300,17 @@ def check_both_splits_hold_images(train, test, table: ImageTable, test_fraction:
             if table.skipped:
                 why = f"{why}; {table.info.skipped} file(s) could not be read, the first {table.skipped[0]['path']}"
         raise BadDataError(f"no {name} images: {why}.")
+
+
+def _check_every_class_trains(train, table: ImageTable, test_fraction: float, retry: str) -> None:
+    """A class folder of a few images can be held out whole by the random split: the model would
+    never learn that class, and no error would say so. One pass over the training rows' labels
+    (a column of the Parquet table) finds it; CIFAR releases, thousands of images a class, skip it."""
+    trained = {r[0] for r in train.select("label").distinct().collect()}  # ≤ classes rows
+    missing = [k for k in range(len(table.info.class_names)) if k not in trained]
+    if missing:
+        name = table.info.class_names[missing[0]]
+        others = f" (and {len(missing) - 1} more class(es))" if len(missing) > 1 else ""
+        raise BadDataError(f"no training images of class {name}{others}: the {test_fraction:.0%} random hold-out "
+                           f"drew every image of it from {table.info.source}, so the model would never learn it. Add "
+                           f"images of {name} (a class needs several) ({retry}).")
