@@ -273,6 +273,13 @@ def test_options_empty_data_and_a_work_dir_that_is_a_file(capsys, tmp_path):
     assert code == 2 and f"--work-dir {tmp_path / 'afile' / 'work'}: {tmp_path / 'afile'} is a file" in err
 
 
+def test_a_work_dir_where_nothing_can_be_made_is_an_option_error(capsys, tmp_path):
+    """/proc passes os.access for root, and failed after the JVM started with "unexpected FileNotFoundError"."""
+    data = _classes(tmp_path / "photos")
+    code, err = _run(capsys, tmp_path, data, "--work-dir", "/proc/sparkvision-work")
+    assert code == 2 and "--work-dir /proc/sparkvision-work: cannot" in err and "[1/5]" not in err
+
+
 def test_archives_that_are_not_a_release(capsys, tmp_path):
     """A zip, and a .tar.gz cut short: named, and nothing extracted is kept."""
     (tmp_path / "photos.zip").write_bytes(b"PK\x03\x04 not really")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -194,6 +195,35 @@ def test_public_api_loads_folders_and_refuses_a_folder_as_cifar(spark, tree, tmp
     assert table.info.num_images == 72 and table.info.class_names == ("cats", "dogs", "fish")
     with pytest.raises(DataNotFoundError, match="use load_folder"):
         sv.load_cifar10(spark, tree, work_dir=tmp_path, progress=False)
+
+
+def test_public_api_names_a_wrong_argument(spark, tree, tmp_path):
+    """Each gave a raw TypeError, AttributeError or PermissionError (on an internal temporary path)."""
+    import subprocess
+    import sys
+
+    import sparkvision as sv
+
+    table = sv.load_folder(spark, tree, work_dir=tmp_path / "w", progress=False)
+    model = sv.fit_pipeline(sv.feature_stages("gray") + [sv.build_classifier("decision_tree", maxDepth=2)],
+                            sv.label_with_classes(table.df, table.info.class_names))
+    (tmp_path / "afile").write_text("")
+    for call, said in [
+        (lambda: sv.session(master=5), "session: master=5 is of type int; give text, e.g. 'local[*]'"),
+        (lambda: sv.session(shuffle_partitions="x"), "shuffle_partitions='x'; give a whole number"),
+        (lambda: sv.load_folder(None, tree), "load_folder: spark=None is not a SparkSession"),
+        (lambda: sv.load_folder(spark, tree, work_dir=tmp_path / "afile" / "w"), "afile is a file"),
+        (lambda: sv.save_model(None, tmp_path / "m", ["a"]), "save_model: model=None is not a fitted PipelineModel"),
+        (lambda: sv.save_model(model, tmp_path / "m", None), "class_names=None is not a list of names"),
+        (lambda: sv.save_model(model, tmp_path / "afile" / "m", table.info.class_names), "afile is a file"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "w"]  # nothing half-made
+    # Before any session (another process: this one has the tests' session): not pyspark's bare AssertionError
+    done = subprocess.run([sys.executable, "-c", "import sparkvision as sv; sv.build_classifier('random_forest')"],
+                          capture_output=True, text=True, timeout=120)
+    assert "ConfigError: build_classifier('random_forest') needs a running Spark session" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("size", [0, 5000, 32.5, True])

@@ -25,9 +25,9 @@ from sparkvision.defaults import (
     MEMORY_OVERHEAD,
     SHUFFLE_PARTITIONS,
 )
-from sparkvision.errors import DataNotFoundError
+from sparkvision.errors import ConfigError, DataNotFoundError
 from sparkvision.inference.predict import find_model
-from sparkvision.data.ingest import ingest, locate_data
+from sparkvision.data.ingest import check_work_dir, ingest, locate_data
 from sparkvision.models.persistence import save_model
 from sparkvision.runtime.fs import default_work_dir
 from sparkvision.runtime.session import SparkSettings, build_session
@@ -51,11 +51,29 @@ def session(master: str = MASTER, *, driver_memory: str | None = None, executor_
     ('4', '127.0.0.1')
     """
 
+    for name, value, kind in (("master", master, str), ("executor_memory", executor_memory, str),
+                              ("memory_overhead", memory_overhead, str), ("app_name", app_name, str),
+                              ("driver_memory", driver_memory, (str, type(None))), ("conf", conf, (dict, type(None))),
+                              ("remote", remote, (str, type(None)))):
+        if not isinstance(value, kind):
+            raise ConfigError(f"session: {name}={value!r} is of type {type(value).__name__}; give "
+                              f"{'a dict of Spark settings' if name == 'conf' else 'text, e.g. ' + _EXAMPLES[name]}.")
+    if isinstance(shuffle_partitions, bool) or not isinstance(shuffle_partitions, int) or shuffle_partitions < 1:
+        raise ConfigError(f"session: shuffle_partitions={shuffle_partitions!r}; give a whole number of at least 1.")
     sized = {} if driver_memory is None else {"driver_memory": driver_memory}
     return build_session(SparkSettings(master=master, executor_memory=executor_memory, **sized,
                                        memory_overhead=memory_overhead, shuffle_partitions=shuffle_partitions,
                                        app_name=app_name, conf=dict(conf or {}), remote=remote),
                          show_progress=show_progress)
+
+
+_EXAMPLES = {"master": "'local[*]'", "executor_memory": "'2g'", "memory_overhead": "'1g'", "app_name": "'sparkvision'",
+             "driver_memory": "'4g'", "remote": "'sc://127.0.0.1:15002'"}
+
+
+def _check_spark(spark, where: str) -> None:
+    if not hasattr(spark, "read") or not hasattr(spark, "createDataFrame"):
+        raise ConfigError(f"{where}: spark={spark!r} is not a SparkSession; pass the one sv.session() returns.")
 
 
 def _work_dir(work_dir: str | os.PathLike | None) -> str:
@@ -68,6 +86,7 @@ def load_cifar10(spark, path_or_auto: str | os.PathLike = "auto", *, dataset: st
     """The image table of a CIFAR release (folder, archive, or ``"auto"`` to download): an
     ``ImageTable`` with ``.df`` (one row per image) and ``.info`` (class names, counts)."""
 
+    _check_spark(spark, "load_cifar10")
     wd = _work_dir(work_dir)
     source = locate_data(str(path_or_auto), wd, dataset=dataset, progress=progress)
     if not hasattr(source, "release"):
@@ -81,7 +100,9 @@ def load_folder(spark, path: str | os.PathLike, *, image_size: int = 32, strict:
     """The image table of a class-folder tree (``ROOT/<class>/<file>``); unreadable files are
     listed in ``.skipped`` (or raise with ``strict``)."""
 
+    _check_spark(spark, "load_folder")
     wd = _work_dir(work_dir)
+    check_work_dir(wd)
     return ingest(spark, locate_folder(path, image_size), wd, strict=strict, progress=progress)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -206,6 +207,22 @@ def check_work_dir(work_dir: str) -> None:
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--work-dir {work_dir}: cannot write in {existing} (permission denied); choose another "
                           "work folder.")
+    # What os.access cannot see (/sys, /proc, a read-only mount for root): try, and take back what was made
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkstemp(prefix=".sparkvision-probe-", dir=path)
+        os.close(probe[0])
+        os.unlink(probe[1])
+    except OSError as exc:
+        raise ConfigError(f"--work-dir {work_dir}: cannot write there ({exc.strerror}); choose another work "
+                          "folder (it keeps the image tables and downloads between runs).") from None
+    finally:
+        for made in missing:  # deepest first; nothing is left by a check
+            try:
+                made.rmdir()
+            except OSError:
+                break
 
 
 

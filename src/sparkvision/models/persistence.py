@@ -22,6 +22,12 @@ def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image
     so a saved model always loads. The model is written under a temporary name beside ``path``
     and renamed when complete: a failed save leaves nothing that looks like a model.
     """
+    if not hasattr(model, "stages") or not hasattr(model, "write"):
+        raise ConfigError(f"save_model: model={model!r} is not a fitted PipelineModel; pass what "
+                          "fit_pipeline (or Pipeline.fit) returned.")
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
+        raise ConfigError(f"save_model: class_names={class_names!r} is not a list of names; give one name per "
+                          "class, in label order.")
     path = Path(path)
     names = list(class_names)
     problem = labels_problem(names, image_size)
@@ -42,11 +48,26 @@ def save_model(model, path: str | os.PathLike, class_names: Sequence[str], image
     taken = f"save_model: {path} already exists; choose another folder or remove it."
     if path.exists():
         raise ConfigError(taken)
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"save_model: {parent} is a file, so {path} cannot be made; choose another folder.")
+    try:
+        path.absolute().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"save_model: cannot make the folder {path.absolute().parent} ({exc.strerror}); choose "
+                          "another folder.") from None
+    if not os.access(path.absolute().parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"save_model: cannot write in {path.absolute().parent} (permission denied); choose "
+                          "another folder.")
     tmp = temp_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        save_pipeline_model(model, str(tmp))
-        write_labels(tmp, names, image_size)
+        try:
+            save_pipeline_model(model, str(tmp))
+            write_labels(tmp, names, image_size)
+        except OSError as exc:  # a place os.access cannot judge (/sys, a read-only mount for root), a full disk
+            raise ConfigError(f"save_model: cannot write {path} ({exc.strerror or exc}); choose another "
+                              "folder.") from None
         if path.exists():  # made while the model was written: not ours to replace
             raise ConfigError(taken)
         try:

@@ -18,6 +18,7 @@ from pyspark.ml.classification import (DecisionTreeClassifier, GBTClassifier, Li
 from pyspark.ml.param import Param, TypeConverters
 
 from sparkvision import defaults
+from sparkvision.errors import ConfigError
 from sparkvision.models.cnn.settings import CNN_DEFAULTS, check_cnn_params, parse_cnn_value
 from sparkvision.models.cnn.stages import CNNClassifier
 from sparkvision.models.ridge.stage import RidgeClassifier, check_ridge_params
@@ -146,6 +147,14 @@ def build_classifier(name: str, *, featuresCol: str = "features", labelCol: str 
     'OneVsRest'
     """
     check_params(name, params)
+    from pyspark import SparkContext
+    from pyspark.ml.wrapper import JavaParams
+    from pyspark.sql.utils import is_remote
+
+    jvm_backed = issubclass(CLASSIFIERS[name].estimator, JavaParams) or CLASSIFIERS[name].one_vs_rest
+    if jvm_backed and SparkContext._active_spark_context is None and not is_remote():  # pyspark: a bare AssertionError
+        raise ConfigError(f"build_classifier({name!r}) needs a running Spark session (MLlib's estimators live in "
+                          "its JVM): start one first, e.g. spark = sv.session().")
     spec = CLASSIFIERS[name]
     values = {**spec.defaults, **as_param_types(name, params)}
     if name == "mlp":
