@@ -32,6 +32,7 @@ from PIL import Image
 
 from helpers import ROOT, child_env, run_cli
 from sparkvision.cli import main
+from sparkvision.errors import ConfigError
 
 CLASSES = {"cats": (200, 40, 40), "dogs": (40, 40, 200), "poissons é": (40, 200, 40)}  # a space, non-ASCII
 
@@ -271,6 +272,23 @@ def test_options_empty_data_and_a_work_dir_that_is_a_file(capsys, tmp_path):
     (tmp_path / "afile").write_text("")
     code, err = _run(capsys, tmp_path, data, "--work-dir", str(tmp_path / "afile" / "work"))
     assert code == 2 and f"--work-dir {tmp_path / 'afile' / 'work'}: {tmp_path / 'afile'} is a file" in err
+
+
+def test_an_out_folder_inside_the_data_is_refused_before_anything_is_written(spark, capsys, tmp_path, cifar_py):
+    """A run or an experiment written into its --data folder: the next run read the report's plots/ as a
+    class (an experiment), or listed the run's files as ignored (a run)."""
+    from sparkvision.experiments.runner import run_experiment
+    from sparkvision.experiments.spec import parse_experiment
+
+    data = _classes(tmp_path / "photos")
+    for out in (data, data / "runs" / "one", data / "cats" / "run"):
+        if out != data:  # a run's --out that exists is refused as such
+            code, err = _run(capsys, tmp_path, data, "--out", str(out))
+            assert code == 2 and f"--out {out} is inside --data {data}" in err
+        exp = parse_experiment("[[scenario]]\nmodel='decision_tree'\nparams={ maxDepth = 2 }", "e.toml")
+        with pytest.raises(ConfigError, match=f"--out {out} is inside --data {data}"):
+            run_experiment(exp, data=str(data), out=out, work_dir=str(tmp_path / "w"), spark=spark, progress=False)
+    assert sorted(p.name for p in data.iterdir()) == ["cats", "dogs"] and not (tmp_path / "w").exists()
 
 
 def test_a_work_dir_where_nothing_can_be_made_is_an_option_error(capsys, tmp_path):
@@ -661,7 +679,7 @@ def test_option_out_in_a_folder_that_cannot_be_written(tmp_path):
         if not shutil.which("setpriv"):
             pytest.skip("running as root without setpriv to drop the power to write anywhere")
         prefix = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
-    done = subprocess.run([*prefix, sys.executable, "-m", "sparkvision", "run", "--data", str(tmp_path),
+    done = subprocess.run([*prefix, sys.executable, "-m", "sparkvision", "run", "--data", str(tmp_path / "photos"),
                            "--out", str(locked / "out"), "--quiet"], capture_output=True, text=True, env=child_env(),
                           cwd=ROOT, timeout=60)
     assert done.returncode == 2, done.stderr

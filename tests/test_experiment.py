@@ -325,6 +325,20 @@ tune = { method = "cross_validator", folds = 500, params = { regParam = [0.01, 1
                      r["error"]), r["error"]
 
 
+def test_an_experiment_in_which_no_scenario_finished_exits_non_zero(spark, cifar_py, tmp_path, capsys):
+    """It exited 0, so a script read it as a success."""
+    from sparkvision.cli import main
+
+    file = tmp_path / "folds.toml"
+    file.write_text("[[scenario]]\nname='folds'\nmodel='logistic_regression'\nparams={ maxIter = 5 }\n"
+                    "tune = { method = 'cross_validator', folds = 500, params = { regParam = [0.01, 1.0] } }\n")
+    out = tmp_path / "o"
+    assert main(["experiment", str(file), "--data", str(cifar_py), "--out", str(out), "--work-dir",
+                 str(tmp_path / "w"), "--quiet"]) == 1
+    assert f"error: no scenario finished (1 failed); each one's error is in {out}/REPORT.md" in capsys.readouterr().err
+    assert (out / "REPORT.md").is_file()  # the failure is recorded all the same
+
+
 def test_an_empty_hold_out_or_a_tiny_class_folder_tree_is_said_plainly(spark, cifar_py, tmp_path):
     """A test_fraction that holds out no image is refused before any scenario (it scored 0 % and
     exited 0); an experiment on 16 images runs (its untimed warm-up sampled none, and MLlib refused)."""
@@ -347,6 +361,25 @@ def test_an_empty_hold_out_or_a_tiny_class_folder_tree_is_said_plainly(spark, ci
     (r,) = run_experiment(exp, data=str(photos), out=tmp_path / "o2", work_dir=str(tmp_path / "w"), spark=spark,
                           progress=False)["results"]
     assert r["status"] == "done", r.get("error")
+
+
+def test_a_resume_on_other_data_or_over_a_hand_edited_result_is_refused(spark, cifar_py, tmp_path):
+    """Resumed on other data, the first results dropped out of the report unlisted; a finished result
+    without its fields stopped the run with "unexpected KeyError"."""
+    from sparkvision.data.sources.synthetic import write_python_release
+
+    exp = parse_experiment("[[scenario]]\nname='t'\nmodel='decision_tree'\nparams={ maxDepth = 2 }", "t.toml")
+    out = tmp_path / "o"
+    (r,) = run_experiment(exp, data=str(cifar_py), out=out, work_dir=str(tmp_path / "w"), spark=spark,
+                          progress=False)["results"]
+    other = write_python_release(tmp_path / "other", 20).parent
+    with pytest.raises(ConfigError, match=f"its results were measured on {cifar_py}.*this run's data is {other}"):
+        run_experiment(exp, data=str(other), out=out, work_dir=str(tmp_path / "w"), spark=spark, progress=False)
+    record = out / "scenarios" / r["key"] / "result.json"
+    record.write_text(json.dumps({"key": r["key"], "status": "done", "accuracy": "high"}))
+    with pytest.raises(BadDataError, match=f"{record}: a finished scenario's result without a usable 'name'.*"
+                                           f"Remove that scenario's folder"):
+        run_experiment(exp, data=str(cifar_py), out=out, work_dir=str(tmp_path / "w"), spark=spark, progress=False)
 
 
 def test_repeats_use_new_seeds_and_report_mean_and_std(spark, cifar_py, tmp_path):

@@ -258,6 +258,14 @@ def test_a_bad_out_or_labels_file_fails_before_any_labelling(models, pictures, t
     assert "is a folder; give the name of the file" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "no" / "such" / "labels.csv")]) == 2
     assert "does not exist; create it first" in capsys.readouterr().err
+    # a file named for one format holding the other, or for a compression it would not have
+    assert main([*argv, "--format", "jsonl", "--out", str(tmp_path / "a.csv")]) == 2
+    assert "--format jsonl and --out" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "a.csv.gz")]) == 2
+    assert "not .gz compressed" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "upper.JSONL")]) == 0 and capsys.readouterr()
+    assert (tmp_path / "upper.JSONL").read_text().startswith("{")  # the suffix's case does not matter
+    (tmp_path / "upper.JSONL").unlink()
     assert list(tmp_path.iterdir()) == []  # no temporary file left anywhere
     # A damaged class list beside the model: the file is named, no traceback.
     import shutil

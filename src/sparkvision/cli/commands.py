@@ -94,8 +94,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.file)
     out = args.out or f"runs/experiment-{experiment.name}"
-    run_experiment(experiment, data=args.data, dataset=args.dataset, out=out, work_dir=args.work_dir or default_work_dir(),
-                   spark_settings=_spark_settings(args), progress=not args.quiet)
+    done = run_experiment(experiment, data=args.data, dataset=args.dataset, out=out,
+                          work_dir=args.work_dir or default_work_dir(), spark_settings=_spark_settings(args),
+                          progress=not args.quiet)
+    results = done["results"]
+    if results and not any(r.get("status") == "done" for r in results):  # a script must not read this as success
+        print(f"error: no scenario finished ({len(results)} failed); each one's error is in {out}/REPORT.md and "
+              "results.json. Fix what they say and run the same command again to retry them.", file=sys.stderr)
+        return 1
     return 0
 
 

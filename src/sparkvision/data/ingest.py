@@ -197,6 +197,20 @@ def looks_like_cifar(path: Path, dataset: str = "cifar10") -> bool:
 
 
 
+def check_out_outside_data(out: str | os.PathLike, data: str) -> None:
+    """Refuse an output folder inside the ``--data`` folder: the next run would read the run's files
+    as data (a class named after the folder, or files listed as ignored), before anything is written."""
+    if data == "auto" or not str(data).strip():
+        return
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        return  # an archive, or nothing there (locate_data says so)
+    target, root = Path(out).expanduser().absolute().resolve(), root.resolve()
+    if target == root or root in target.parents:
+        raise ConfigError(f"--out {out} is inside --data {data}: the next run would read its files as data (a class "
+                          f"named after the folder, or files listed as ignored). Choose a folder outside {data}.")
+
+
 def check_work_dir(work_dir: str) -> None:
     """A --work-dir that cannot hold tables is a ConfigError now, before any work (not a traceback later)."""
     path = Path(work_dir).expanduser()

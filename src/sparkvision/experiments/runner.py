@@ -35,7 +35,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from sparkvision.data.ingest import check_both_splits_hold_images, ingest, locate_data, split_table
+from sparkvision.data.ingest import (check_both_splits_hold_images, check_out_outside_data, ingest, locate_data,
+                                     split_table)
 from sparkvision.errors import (
     BadDataError,
     ConfigError,
@@ -78,6 +79,26 @@ def _check_out_is_this_experiments(out: Path, experiment: Experiment) -> None:
                           f"this one is {experiment.name!r}. Choose a new folder, or remove {out} to replace them.")
 
 
+def _check_out_was_measured_on(out: Path, data_root: str, fingerprint: str) -> None:
+    """Refuse to resume into an ``--out`` whose results were measured on other data (another
+    folder, or the same one changed since): its scenarios would drop out of the report unlisted."""
+    try:
+        summary = json.loads((out / "results.json").read_text(encoding="utf-8")).get("summary", {})
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return  # no record to compare with: nothing of it can be lost
+    if not isinstance(summary, dict) or not isinstance(summary.get("data"), str):
+        return
+    then, then_fp = summary["data"], summary.get("data_fingerprint")
+    if then != data_root:
+        why = f"were measured on {then}, and this run's data is {data_root}"
+    elif isinstance(then_fp, str) and then_fp != fingerprint:
+        why = f"were measured on {then} as it was then, and its files have changed since"
+    else:
+        return
+    raise ConfigError(f"--out {out}: its results {why}; resuming would leave them out of the report. Choose a new "
+                      f"folder for this data, or remove {out} to measure anew.")
+
+
 def _recorded(path: Path) -> dict[str, Any] | None:
     """A scenario's recorded result, or None when there is none. Results are renamed into place
     complete, so a damaged one was changed by hand: it is an error to fix, not to run over."""
@@ -90,6 +111,16 @@ def _recorded(path: Path) -> dict[str, Any] | None:
                            f"({path.parent}) and run again to measure it anew.") from None
     if not isinstance(record, dict):
         raise BadDataError(f"{path}: not a scenario result. Remove {path.parent} and run again to measure it anew.")
+    if record.get("status") == "done":  # what the report reads of a finished one
+        needed = {"key": str, "name": str, "model": str, "features": (str, type(None)), "accuracy": (int, float),
+                  "f1_macro": (int, float), "fit_seconds": (int, float), "predict_seconds": (int, float),
+                  "confusion_matrix": list, "per_class_accuracy": dict}
+        wrong = [k for k, kind in needed.items() if not isinstance(record.get(k), kind)
+                 or isinstance(record.get(k), bool)]
+        if wrong:
+            raise BadDataError(f"{path}: a finished scenario's result without a usable {wrong[0]!r}; it was changed "
+                               f"by hand. Remove that scenario's folder ({path.parent}) and run again to measure it "
+                               "anew.")
     return record
 
 
@@ -263,6 +294,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; an experiment writes a folder. Choose a new folder, "
                           "or the one an earlier run of this experiment wrote, to resume it.")
+    check_out_outside_data(out, data)
     _check_out_is_this_experiments(out, experiment)
     p = _Progress(progress)
     # The data is found and checked before anything is created: a wrong --data leaves no folder behind.
@@ -278,6 +310,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
                               experiment.test_fraction, experiment.seed)
     check_both_splits_hold_images(train, test, table, experiment.test_fraction,
                                   retry="or set test_fraction or seed in the experiment file to draw another hold-out")
+    _check_out_was_measured_on(out, source.root, info.fingerprint)
     # Only a file whose every value passed, on data that can run it, is recorded: a refused one
     # leaves the folder as it was.
     try:
@@ -380,7 +413,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     results = [r for k in keys if (r := _recorded(out / "scenarios" / k / "result.json")) is not None]
     baseline = next((r["key"] for r in results if r["model"] == "random_forest" and r["features"] == "gray"
                      and r["params"] == {"numTrees": 10, "maxDepth": 5}), None)
-    summary = {"name": experiment.name, "data": source.root, "num_train": train.count(), "num_test": test.count(),
+    summary = {"name": experiment.name, "data": source.root, "data_fingerprint": info.fingerprint, "num_train": train.count(), "num_test": test.count(),
                "evaluated_on": "test_batch" if info.has_test else
                f"random {experiment.test_fraction} hold-out, seed {experiment.seed}",
                "class_names": list(info.class_names), "seconds_total": round(time.perf_counter() - started, 1),

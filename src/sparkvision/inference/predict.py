@@ -252,9 +252,16 @@ def prepare_job(model_dir: str, inputs: list[str], top_k: int | None, out: str |
     if out_path and not os.access(out_path.parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out_path}: cannot write in {out_path.parent} (permission denied); choose another "
                           "place.")
-    fmt = fmt or ("jsonl" if out_path and out_path.suffix in (".jsonl", ".json") else "csv")
-    if fmt not in ("csv", "jsonl"):
+    if out_path and out_path.suffix.lower() in (".gz", ".bz2", ".xz", ".zst", ".zip"):
+        raise ConfigError(f"--out {out}: predict writes plain text, not {out_path.suffix} compressed; name the file "
+                          f"{out_path.with_suffix('').name} and compress it afterwards if you need to.")
+    named = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(out_path.suffix.lower()) if out_path else None
+    if fmt is not None and fmt not in ("csv", "jsonl"):
         raise ConfigError(f"--format {fmt!r}: choose csv or jsonl.")
+    if fmt is not None and named is not None and fmt != named:  # a file named for one format, holding the other
+        raise ConfigError(f"--format {fmt} and --out {out} (a .{named} name) disagree; give one of them, or a name "
+                          f"ending .{fmt}.")
+    fmt = fmt or named or "csv"
     from sparkvision.inference.local import check_model  # numpy, no pyspark (this module is imported to build the parser)
 
     model_path, class_names, size = find_model(model_dir)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sparkvision import defaults
-from sparkvision.data.ingest import (check_both_splits_hold_images, ingest, locate_data, names_cifar_release,
-                                     split_table)
+from sparkvision.data.ingest import (check_both_splits_hold_images, check_out_outside_data, ingest, locate_data,
+                                     names_cifar_release, split_table)
 from sparkvision.data.sources.folder import FolderSource
 from sparkvision.defaults import MAX_IMAGE_SIZE, PATCH_SIZE
 from sparkvision.errors import BadDataError, ConfigError, task_errors
@@ -151,10 +151,11 @@ class Progress:
         return round(time.perf_counter() - self.started, 3)
 
 
-def _prepare_out(out: str | None) -> tuple[Path, Path]:
+def _prepare_out(out: str | None, data: str) -> tuple[Path, Path]:
     final = Path(out) if out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if final.exists():
         raise ConfigError(f"--out {final} already exists; choose another folder or remove it.")
+    check_out_outside_data(final, data)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file where a folder should be, no permission
@@ -199,7 +200,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
     """
 
     config.validate()
-    final, tmp = _prepare_out(config.out)
+    final, tmp = _prepare_out(config.out, config.data)
     p = Progress(5, progress)
     try:
         with task_errors():  # a project error raised in a task comes back as itself
