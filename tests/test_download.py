@@ -98,5 +98,21 @@ def test_offline_fails_at_once_saying_how_to_pass_data(tmp_path, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("SPARKVISION_CIFAR_URL", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
-    with pytest.raises(DownloadError, match="offline.*--data PATH"):
+    with pytest.raises(DownloadError, match="offline.*--data PATH") as info:
         locate("auto", tmp_path, progress=False)
+    assert "(from SPARKVISION_CIFAR_URL; unset it to use https://" in str(info.value)  # a mirror set long ago
+
+
+def test_a_404_says_where_the_url_came_from_and_not_to_download_again(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKVISION_CIFAR_URL", f"{server}/missing.tar.gz")
+    with pytest.raises(DownloadError, match="answered 404") as info:
+        download(RELEASE, tmp_path, progress=False)
+    said = str(info.value)
+    assert "from SPARKVISION_CIFAR_URL" in said and "--data auto" not in said and RELEASE.filename in said
+
+
+def test_the_hint_names_the_releases_own_files():
+    from sparkvision.data.sources.cifar import CIFAR100, how_to_pass
+
+    assert "cifar-100-python (or cifar-100-binary)" in how_to_pass(CIFAR100)
+    assert "cifar-100-python.tar.gz" in how_to_pass(CIFAR100) and "cifar-10-" not in how_to_pass(CIFAR100)

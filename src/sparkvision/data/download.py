@@ -15,7 +15,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from sparkvision.data.sources.cifar import CIFAR10, HOW_TO_PASS, RELEASES, CifarRelease, extra_batch_names
+from sparkvision.data.sources.cifar import CIFAR10, RELEASES, CifarRelease, extra_batch_names, how_to_pass
 from sparkvision.errors import BadDataError, DownloadError
 from sparkvision.runtime.fs import atomic_output
 
@@ -47,7 +47,10 @@ def download(release: CifarRelease, dest_dir: str | os.PathLike, *, url: str | N
     name and is renamed only once complete and verified, so a partial or corrupt file is never
     used. ``url`` overrides the release's (the SPARKVISION_CIFAR_URL variable does too).
     """
-    url = url or os.environ.get("SPARKVISION_CIFAR_URL") or release.url
+    mirror = None if url else os.environ.get("SPARKVISION_CIFAR_URL")
+    url = url or mirror or release.url
+    # where the URL came from, said with every failure: a mirror set long ago is easily forgotten
+    source = f" (from SPARKVISION_CIFAR_URL; unset it to use {release.url})" if mirror else ""
     dest = Path(dest_dir)
     target = dest / release.filename
     if target.is_file():
@@ -64,13 +67,13 @@ def download(release: CifarRelease, dest_dir: str | os.PathLike, *, url: str | N
             _fetch(url, part, release, timeout, progress)
         return target
     except urllib.error.HTTPError as exc:
-        raise DownloadError(f"Download of {url} failed: the server answered {exc.code} {exc.reason}. "
-                            f"{HOW_TO_PASS}") from exc
+        raise DownloadError(f"Download of {url}{source} failed: the server answered {exc.code} {exc.reason}. "
+                            f"{how_to_pass(release, auto=False)}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         # ValueError: a URL urllib cannot parse (a local path given as the mirror), a bad header
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
-            f"Could not download {url} ({reason}). If this machine is offline, get {release.filename} "
+            f"Could not download {url}{source} ({reason}). If this machine is offline, get {release.filename} "
             f"elsewhere and pass --data PATH (the archive, or the folder it unpacks to)."
         ) from exc
 

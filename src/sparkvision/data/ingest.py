@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from sparkvision.data.download import download, extract_archive
-from sparkvision.data.sources.cifar import HOW_TO_PASS, RELEASES, CIFAR10, CifarRelease, CifarSource, \
+from sparkvision.data.sources.cifar import RELEASES, how_to_pass, CIFAR10, CifarRelease, CifarSource, \
     binary_layout, python_layout, read_batches
 from sparkvision.data.sources.folder import FolderSource, hidden_name, locate_folder, read_images
 from sparkvision.data.table import ImageTable, TableInfo, reuse_table, table_path, write_table
@@ -39,11 +39,11 @@ def locate_cifar(data: str | os.PathLike, cache_dir: str | os.PathLike, release:
         data = download(release, cache / "downloads", progress=progress)
     path = Path(data).expanduser()
     if not path.exists():
-        raise DataNotFoundError(f"{path}: no such file or folder. {HOW_TO_PASS}")
+        raise DataNotFoundError(f"{path}: no such file or folder. {how_to_pass(release)}")
     if path.is_file():
         if path.name.endswith((".tar.gz", ".tgz")):
             return _extracted(path, cache, release)
-        raise DataNotFoundError(f"{path}: a file, but not a .tar.gz archive. {HOW_TO_PASS}")
+        raise DataNotFoundError(f"{path}: a file, but not a .tar.gz archive. {how_to_pass(release)}")
     for candidate, layout in ((path, None), (path / release.base_folder, "python"), (path / release.bin_folder, "binary")):
         if not candidate.is_dir():
             continue
@@ -60,7 +60,7 @@ def locate_cifar(data: str | os.PathLike, cache_dir: str | os.PathLike, release:
     hint = f" It holds the {other.name} release: pass --dataset {other.name}." if other else ""
     raise DataNotFoundError(
         f"{path}: no {release.name} batches found (looked for {release.base_folder}/, {release.bin_folder}/, "
-        f"{release.filename} or the batch files themselves).{hint} {HOW_TO_PASS}"
+        f"{release.filename} or the batch files themselves).{hint} {how_to_pass(release)}"
     )
 
 

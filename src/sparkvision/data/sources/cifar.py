@@ -111,10 +111,12 @@ CIFAR100_COARSE = replace(CIFAR100, name="cifar100-coarse", bin_meta="coarse_lab
                           label_names=_CIFAR100_COARSE, bin_label_index=0)
 RELEASES = {r.name: r for r in (CIFAR10, CIFAR100, CIFAR100_COARSE)}
 
-HOW_TO_PASS = (
-    "Pass --data PATH with a folder holding cifar-10-batches-py (or cifar-10-batches-bin), that "
-    "folder itself, or the archive cifar-10-python.tar.gz; or --data auto to download it."
-)
+
+def how_to_pass(release: CifarRelease, *, auto: bool = True) -> str:
+    """What to give ``--data`` for ``release`` (its own folder and archive names); ``auto``: and
+    that ``--data auto`` downloads it (left out where the download is what failed)."""
+    return (f"Pass --data PATH with a folder holding {release.base_folder} (or {release.bin_folder}), that folder "
+            f"itself, or the archive {release.filename}" + ("; or --data auto to download it." if auto else "."))
 
 
 # ── Safe unpickling ──────────────────────────────────────────────────────────────────────────
