@@ -309,15 +309,18 @@ tune = { method = "train_validation_split", params = { regParam = [0.001, 10.0] 
     assert 0 < r["tuned"]["validation_accuracy"] <= 1 and r["name"].endswith("tuned")
 
 
-def test_more_folds_than_training_images_fail_the_scenario_with_the_reason(spark, cifar_py, tmp_path):
-    """Most folds would be empty and score NaN, and the search would pick its first point without a word."""
-    exp = parse_experiment("""
+TOO_MANY_FOLDS = """
 [[scenario]]
 name = "folds"
 model = "logistic_regression"
 params = { maxIter = 5 }
 tune = { method = "cross_validator", folds = 500, params = { regParam = [0.01, 1.0] } }
-""", "folds.toml")
+"""
+
+
+def test_more_folds_than_training_images_fail_the_scenario_with_the_reason(spark, cifar_py, tmp_path):
+    """Most folds would be empty and score NaN, and the search would pick its first point without a word."""
+    exp = parse_experiment(TOO_MANY_FOLDS, "folds.toml")
     (r,) = run_experiment(exp, data=str(cifar_py), out=tmp_path / "o", work_dir=str(tmp_path / "w"), spark=spark,
                           progress=False)["results"]
     assert r["status"] == "failed"
@@ -330,8 +333,7 @@ def test_an_experiment_in_which_no_scenario_finished_exits_non_zero(spark, cifar
     from sparkvision.cli import main
 
     file = tmp_path / "folds.toml"
-    file.write_text("[[scenario]]\nname='folds'\nmodel='logistic_regression'\nparams={ maxIter = 5 }\n"
-                    "tune = { method = 'cross_validator', folds = 500, params = { regParam = [0.01, 1.0] } }\n")
+    file.write_text(TOO_MANY_FOLDS)
     out = tmp_path / "o"
     assert main(["experiment", str(file), "--data", str(cifar_py), "--out", str(out), "--work-dir",
                  str(tmp_path / "w"), "--quiet"]) == 1

@@ -310,15 +310,13 @@ def check_both_splits_hold_images(train, test, table: ImageTable, test_fraction:
 
     Only where a split can be empty: files were skipped, or a random hold-out expecting fewer than
     25 images in a part (the odds that such a part comes out empty are below e⁻²⁵ ≈ 10⁻¹¹ beyond).
-    Elsewhere it would add a Spark job to every run for nothing. ``retry`` says how to draw again.
+    Elsewhere it would add a Spark job to every run for nothing. Then, for a random hold-out of
+    class folders, that every class keeps a training image. ``retry`` says how to draw again.
     """
     n = table.info.num_images
-    if not table.info.has_test and table.info.dataset == "folder":
-        _check_every_class_trains(train, table, test_fraction, retry)
-    if not table.skipped and (table.info.has_test or min(test_fraction, 1 - test_fraction) * n >= 25):
-        return
+    can_be_empty = table.skipped or not (table.info.has_test or min(test_fraction, 1 - test_fraction) * n >= 25)
     for name, part in (("training", train), ("test" if table.info.has_test else "hold-out", test)):
-        if not part.isEmpty():
+        if not can_be_empty or not part.isEmpty():
             continue
         if table.skipped and (name == "training" or table.info.has_test):
             first = table.skipped[0]
@@ -331,6 +329,8 @@ def check_both_splits_hold_images(train, test, table: ImageTable, test_fraction:
             if table.skipped:
                 why = f"{why}; {table.info.skipped} file(s) could not be read, the first {table.skipped[0]['path']}"
         raise BadDataError(f"no {name} images: {why}.")
+    if not table.info.has_test and table.info.dataset == "folder":
+        _check_every_class_trains(train, table, test_fraction, retry)
 
 
 def _check_every_class_trains(train, table: ImageTable, test_fraction: float, retry: str) -> None:

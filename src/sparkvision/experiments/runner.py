@@ -60,6 +60,15 @@ from sparkvision.runtime.stage_io import save_pipeline_model
 from sparkvision.runtime.stopping import raise_if_stopped
 
 
+def _recorded_summary(out: Path) -> dict[str, Any]:
+    """The ``summary`` of ``out/results.json``; empty when there is none or it cannot be read."""
+    try:
+        summary = json.loads((out / "results.json").read_text(encoding="utf-8")).get("summary", {})
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def _check_out_is_this_experiments(out: Path, experiment: Experiment) -> None:
     """Refuse an ``--out`` that holds another experiment's results: its report would be replaced by
     this one's. The same experiment (by ``name``, else its file's name), edited or not, resumes there.
@@ -69,11 +78,10 @@ def _check_out_is_this_experiments(out: Path, experiment: Experiment) -> None:
         return
     try:
         name = tomllib.loads(recorded.read_text(encoding="utf-8")).get("name")
-        if name is None:  # a file without a name: the report's summary says which experiment it was
-            summary = json.loads((out / "results.json").read_text(encoding="utf-8")).get("summary", {})
-            name = summary.get("name") if isinstance(summary, dict) else None
     except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-        name = None
+        return
+    if name is None:  # a file without a name: the report's summary says which experiment it was
+        name = _recorded_summary(out).get("name")
     if isinstance(name, str) and name != experiment.name:
         raise ConfigError(f"--out {out} holds the results of another experiment, {name!r} (its {recorded.name}); "
                           f"this one is {experiment.name!r}. Choose a new folder, or remove {out} to replace them.")
@@ -82,12 +90,9 @@ def _check_out_is_this_experiments(out: Path, experiment: Experiment) -> None:
 def _check_out_was_measured_on(out: Path, data_root: str, fingerprint: str) -> None:
     """Refuse to resume into an ``--out`` whose results were measured on other data (another
     folder, or the same one changed since): its scenarios would drop out of the report unlisted."""
-    try:
-        summary = json.loads((out / "results.json").read_text(encoding="utf-8")).get("summary", {})
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+    summary = _recorded_summary(out)
+    if not isinstance(summary.get("data"), str):
         return  # no record to compare with: nothing of it can be lost
-    if not isinstance(summary, dict) or not isinstance(summary.get("data"), str):
-        return
     then, then_fp = summary["data"], summary.get("data_fingerprint")
     if then != data_root:
         why = f"were measured on {then}, and this run's data is {data_root}"
@@ -413,7 +418,8 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
     results = [r for k in keys if (r := _recorded(out / "scenarios" / k / "result.json")) is not None]
     baseline = next((r["key"] for r in results if r["model"] == "random_forest" and r["features"] == "gray"
                      and r["params"] == {"numTrees": 10, "maxDepth": 5}), None)
-    summary = {"name": experiment.name, "data": source.root, "data_fingerprint": info.fingerprint, "num_train": train.count(), "num_test": test.count(),
+    summary = {"name": experiment.name, "data": source.root, "data_fingerprint": info.fingerprint,
+               "num_train": train.count(), "num_test": test.count(),
                "evaluated_on": "test_batch" if info.has_test else
                f"random {experiment.test_fraction} hold-out, seed {experiment.seed}",
                "class_names": list(info.class_names), "seconds_total": round(time.perf_counter() - started, 1),

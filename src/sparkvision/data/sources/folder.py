@@ -273,23 +273,21 @@ def _wrapper_hint(folder: Path, listing: Listing) -> str:
             f"the classes, pass --data {folder}.")
 
 
-def _refuse_test_without_train(path: Path) -> None:
+def _refuse_test_without_train(path: Path, classes: dict[str, Listing]) -> None:
     """``ROOT/test/<class>/…`` without ``ROOT/train/`` would train on a class named test (its images
-    found one level down) beside the real ones: a half-made train/test layout, named instead."""
-    test = path / "test"
-    if not test.is_dir():
+    found one level down) beside the real ones: a half-made train/test layout, named instead.
+    Read from the listing of ``test/`` the walk already made (``classes``), not walked again."""
+    listing, test = classes.get("test"), str(path / "test")
+    if listing is None or not listing.images:
         return
-    entries = [e for e in _scandir(str(test)) if not hidden_name(e.name)]
-    if any(e.is_file() and not not_an_image_name(e.name) for e in entries):
+    if any(os.path.dirname(p) == test for p in [e.path for e in listing.images] + [p for p, _ in listing.skipped]):
         return  # images directly in test/: a class named test, as CIFAR-100's train is
-    nested = sorted(e.name for e in entries if e.is_dir() and walk_images(e.path, above=(os.path.realpath(path),
-                                                                                         os.path.realpath(test))).images)
-    if nested:
-        raise BadDataError(
-            f"{test}: holds class folders ({', '.join(nested[:5])}{'…' if len(nested) > 5 else ''}), as a train/test "
-            f"layout's test split does, but {path} has no train/ beside it, so test would be read as one more class. "
-            f"Put the training images in {path / 'train'}/<class>/, or move {test}'s class folders up into {path} "
-            "to train on all of them with a random hold-out.")
+    nested = sorted({os.path.relpath(e.path, test).split(os.sep)[0] for e in listing.images})
+    raise BadDataError(
+        f"{test}: holds class folders ({', '.join(nested[:5])}{'…' if len(nested) > 5 else ''}), as a train/test "
+        f"layout's test split does, but {path} has no train/ beside it, so test would be read as one more class. "
+        f"Put the training images in {path / 'train'}/<class>/, or move {test}'s class folders up into {path} "
+        "to train on all of them with a random hold-out.")
 
 
 def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
@@ -330,7 +328,7 @@ def locate_folder(root: str | os.PathLike, size: int = 32) -> FolderSource:
             skipped += listing.skipped
     else:
         trees["train"], rest = _tree(path, ())
-        _refuse_test_without_train(path)
+        _refuse_test_without_train(path, trees["train"])
     train = trees["train"]
     looked_for = ", ".join(EXTENSIONS)
     where = path / "train" if split_layout else path
