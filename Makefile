@@ -33,8 +33,10 @@ notebook: check-java
 	@$(PY) -m pip install --quiet -e '.[notebook]'
 	$(VENV)/bin/jupyter lab notebooks/cifar10_pipeline.ipynb
 
+# Two pytest workers (pytest-xdist), a test file each at a time: the suite's processes leave a
+# quarter of two cores idle when run one test at a time (BENCHMARKS.md § 4).
 test: check-java
-	$(PY) -m pytest -q -m "not cluster"
+	$(PY) -m pytest -q -m "not cluster" -n 2 --dist loadfile
 
 # A standalone master and two workers on 127.0.0.1 (tests/test_cluster.py): minutes, so not in `make test`.
 cluster-test: check-java

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sparkvision.runtime.faults import HOLD_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -39,12 +41,15 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 240) -> subproce
                           env=full_env, timeout=timeout, cwd=ROOT)
 
 
-def kill_when(argv: list[str], ready, timeout: float = 240, sig: int = signal.SIGKILL) -> int:
+def kill_when(argv: list[str], ready, hold_at: str, timeout: float = 240, sig: int = signal.SIGKILL) -> int:
     """Start ``sparkvision`` with ``argv``, send ``sig`` to its Python process (``kill -9 PID`` by
     default) as soon as ``ready(stderr lines so far)`` is true, check that its JVM and Python
-    workers go too, and return its exit status."""
+    workers go too, and return its exit status. The run holds at the point ``hold_at`` names
+    (``sparkvision.runtime.faults.hold``), so the signal lands there however late the test reads
+    the line: ``ready`` must become true by then."""
     proc = subprocess.Popen([sys.executable, "-m", "sparkvision", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True, env=child_env())
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
+                            env=child_env({HOLD_ENV: hold_at}))
     lines: list[str] = []
 
     def read() -> None:  # the progress lines, as they come

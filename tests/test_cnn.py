@@ -122,7 +122,7 @@ def test_predict_labels_images_with_both_engines_alike(spark, cnn_run, tmp_path)
 def test_a_run_killed_mid_training_resumes_after_its_last_finished_epoch(spark, cnn_run, cifar_py, tmp_path):
     argv = _argv(cifar_py, tmp_path)
     # kill -9 once the second epoch's line is out (its checkpoint is written before the line)
-    status = kill_when(argv, lambda lines: any("epoch 2/4" in line for line in lines))
+    status = kill_when(argv, lambda lines: any("epoch 2/4" in line for line in lines), hold_at="epoch-2")
     assert status == -signal.SIGKILL
     assert not (tmp_path / "out").exists()
     checkpoints = list((tmp_path / "work" / "cnn").glob("*/epochs/last-epoch.pt"))

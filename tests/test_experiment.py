@@ -17,6 +17,7 @@ from sparkvision.models.registry import CLASSIFIERS
 from sparkvision.errors import BadDataError, ConfigError
 from sparkvision.experiments.runner import run_experiment
 from sparkvision.experiments.spec import load_experiment, parse_experiment
+from sparkvision.runtime.faults import HOLD_ENV
 
 SMALL = """
 name = "small"
@@ -269,8 +270,10 @@ def test_killed_experiment_resumes_to_the_same_results(spark, cifar_py, tmp_path
     run_experiment(experiment, data=str(cifar_py), out=tmp_path / "straight", work_dir=str(work), spark=spark,
                    progress=False)
     killed = tmp_path / "killed"
+    # held after its first scenario (sparkvision.runtime.faults.hold): killed there however late the test looks
     proc = subprocess.Popen(_experiment(file, cifar_py, killed, work), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True, env=child_env())
+                            stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
+                            env=child_env({HOLD_ENV: "scenario-done"}))
     deadline = time.time() + 240
     while time.time() < deadline and len(list((killed / "scenarios").glob("*/result.json"))) < 1:
         assert proc.poll() is None, "the experiment finished before it could be killed"

@@ -12,13 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from helpers import kill_when, run_cli
 from sparkvision.jobs.run import Progress
-from sparkvision.runtime import stopping
+from sparkvision.runtime import faults, stopping
 from sparkvision.runtime.fs import atomic_output, remove_stale, remove_stale_in, temp_path
 from sparkvision.cli import main
 from sparkvision.runtime.faults import ENV
@@ -85,14 +86,15 @@ def test_a_run_killed_mid_way_leaves_nothing_half_written(spark, reference, cifa
     argv = _run(cifar_py, out, work, "--master", "local[2]")
 
     # Killed while Spark writes the image table: only a hidden temporary folder is left.
-    kill_when(argv, lambda lines: bool(_hidden(tables)))
+    kill_when(argv, lambda lines: bool(_hidden(tables)), hold_at="table-written")
     assert _visible(tables) == [] and not out.exists()
     assert _hidden(runs) != []  # the run folder's temporary, never renamed
 
     # Stopped with SIGTERM (`kill PID`, a scheduler's time limit) while training: the table was
     # complete (renamed into place), the run folder was not; the run cleans up its own temporary
     # as it exits (and, as it started, removed the one the first killed run left).
-    assert kill_when(argv, lambda lines: any(line.startswith("[3/5]") for line in lines), sig=signal.SIGTERM) == 143
+    assert kill_when(argv, lambda lines: any(line.startswith("[3/5]") for line in lines), hold_at="fit",
+                     sig=signal.SIGTERM) == 143
     assert not out.exists() and _hidden(runs) == []
     [table] = _visible(tables)
     assert (tables / table / "_sparkvision.json").is_file()
@@ -181,3 +183,15 @@ def test_only_temporaries_of_finished_processes_on_this_host_are_removed(tmp_pat
     alive.mkdir()
     assert remove_stale_in(tmp_path) == [other]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, elsewhere, alive))
+
+
+def test_a_hold_waits_only_at_its_own_site(monkeypatch):
+    """The kill tests' hook: a process holds at the site ``SPARKVISION_HOLD_AT`` names, for at most
+    ``HOLD_SECONDS`` while its process group's leader lives; anywhere else it goes straight on."""
+    monkeypatch.setattr(faults, "HOLD_SECONDS", 0.4)
+    monkeypatch.setenv(faults.HOLD_ENV, "fit")
+    t0 = time.monotonic()
+    faults.hold("save")
+    assert time.monotonic() - t0 < 0.2
+    faults.hold("fit")  # this process's group leader (pytest or its runner) lives: the whole time
+    assert time.monotonic() - t0 >= 0.4

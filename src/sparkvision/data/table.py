@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from sparkvision.data.schema import TABLE_SCHEMA, TABLE_VERSION
 from sparkvision.runtime.fs import remove_stale_in, temp_path
+from sparkvision.runtime.faults import hold
 from sparkvision.runtime.stopping import raise_if_stopped
 from sparkvision.errors import BadDataError, task_errors
 
@@ -135,6 +136,7 @@ def write_table(spark: SparkSession, rows: DataFrame, path: str | os.PathLike, i
             (tmp / _META).write_text(json.dumps(asdict(info), indent=2))
             if skipped:
                 (tmp / _SKIPPED).write_text(json.dumps(skipped, indent=1))
+            hold("table-written")  # test-only: see sparkvision.runtime.faults
             raise_if_stopped()
             os.replace(tmp, path)
     finally:

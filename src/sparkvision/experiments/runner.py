@@ -54,6 +54,7 @@ from sparkvision.models.registry import (
 from sparkvision.experiments.spec import Experiment, Scenario, param_grid
 from sparkvision.experiments.tuning import tune
 from sparkvision.report.render import write_report
+from sparkvision.runtime.faults import hold
 from sparkvision.runtime.fs import remove_stale_in, temp_path, write_atomic
 from sparkvision.runtime.session import build_session, versions
 from sparkvision.runtime.stage_io import save_pipeline_model
@@ -412,6 +413,7 @@ def run_experiment(experiment: Experiment, *, data: str, out: str | os.PathLike,
                 p.durations.append(time.perf_counter() - t0)
                 p.say(f"      {'accuracy ' + format(record['accuracy'], '.2%') if record['status'] == 'done' else 'FAILED: ' + record['error']}"
                       f" in {p.durations[-1]:.1f} s")
+                hold("scenario-done")  # test-only: see sparkvision.runtime.faults
         finally:
             for frame in cached:
                 frame.unpersist()

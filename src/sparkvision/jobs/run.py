@@ -34,6 +34,7 @@ from sparkvision.models.registry import CLASSIFIERS, build_classifier, check_fit
 from sparkvision.runtime.connect import is_connect, master, remote_url
 from sparkvision.runtime.fs import default_work_dir, remove_stale_in, temp_path
 from sparkvision.runtime.session import SparkSettings, build_session, versions
+from sparkvision.runtime.faults import hold
 from sparkvision.runtime.stopping import raise_if_stopped
 
 
@@ -239,6 +240,7 @@ def run_job(config: RunConfig, *, progress: bool = True, spark=None) -> dict[str
             if reads_images:
                 stages[-1].progress = progress
             with p.phase("fit", f"fitting Pipeline[{', '.join(type(s).__name__ for s in stages)}]"):
+                hold("fit")  # test-only: see sparkvision.runtime.faults
                 model = fit_pipeline(stages, train, timings=(fit_detail := {}))
             with p.phase("evaluate", "evaluating on the " + ("test batch" if table.info.has_test else
                                                              f"{config.test_fraction:.0%} hold-out")):

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sparkvision.models.cnn.settings import CHECKPOINT_FORMAT
+from sparkvision.runtime.faults import hold
 from sparkvision.runtime.fs import atomic_output
 
 CHECKPOINT_FILE = "last-epoch.pt"
@@ -610,6 +611,7 @@ def train(job_json: str) -> dict[str, Any]:
                     _say(f"  epoch {epoch + 1}/{epochs}  loss {point['loss']:.3f}  train accuracy "
                          f"{point['train_accuracy']:.1%}  {point['images_per_s']:,.0f} images/s{smaller}  "
                          f"ETA {_eta(left)}")
+                hold(f"epoch-{epoch + 1}")  # test-only: see sparkvision.runtime.faults
             if distributed:
                 dist.barrier()  # no rank starts the next epoch before the checkpoint is written
         if rank != 0:
