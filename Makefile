@@ -14,8 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "installing sparkvision and its dependencies into $(VENV) ..."
 	@$(PY) -m pip install --quiet --upgrade pip
 	@# torch==2.13.0 exactly (the torch extra): the CPU build pip finds here, about 1 GB. connect: the Spark Connect client.
-	@# --no-compile: Python compiles (and caches) only the modules a run imports, not all of torch's up front.
-	@$(PY) -m pip install --quiet --no-compile -e '.[test,torch,connect]' 'torch==2.13.0'
+	@$(PY) -m pip install --quiet -e '.[test,torch,connect]' 'torch==2.13.0'
 	@touch $(STAMP)
 
 setup: $(STAMP)
