@@ -405,3 +405,37 @@ def test_the_bfloat16_weight_gradient_paths_match_onednns(channels, side, method
     for got, want in ((grad_x, ref_x), (grad_w, ref_w)):
         assert got.shape == want.shape and got.dtype == torch.float32
         assert float((got - want).norm() / want.norm()) < 1e-2
+
+
+_EACH_RANK = """
+import json, os, sys
+from sparkvision.models.cnn.training import train
+result = train(open(sys.argv[1]).read())
+with open(os.path.join(sys.argv[2], f"rank-{os.environ['RANK']}.json"), "w") as f:
+    json.dump(result, f)
+"""
+
+
+def test_every_torchrun_process_returns_the_training_summary(tmp_path):
+    """Real torchrun, two processes: each returns rank 0's curve and timings. TorchDistributor
+    keeps the return value of whichever process writes it last; a run whose rank 1 ended last
+    once lost its curve (CI, 2026-12-05)."""
+    import subprocess
+
+    settings = TrainSettings(epochs=2, widths=(8, 16, 16), batch_size=64, micro_batch=16, optimizer="muon",
+                             lr=LEARNING_RATES["muon"], progressive=False, threads=1)
+    for i in range(2):
+        (tmp_path / f"s{i}").mkdir()
+    shards = [_shard(tmp_path / f"s{i}", 160) for i in range(2)]
+    job = TrainJob(shards, (32, 32, 3), str(tmp_path / "epochs"), str(tmp_path / "w.safetensors"),
+                   settings.to_json(), progress=False)
+    (tmp_path / "job.json").write_text(json.dumps(job.__dict__))
+    (tmp_path / "each_rank.py").write_text(_EACH_RANK)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                           "--nproc_per_node=2", str(tmp_path / "each_rank.py"), str(tmp_path / "job.json"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = (json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1))
+    assert first == second
+    assert [p["epoch"] for p in first["curve"]] == [1, 2] and first["world_size"] == 2
+    assert (tmp_path / "w.safetensors").is_file()

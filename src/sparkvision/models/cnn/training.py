@@ -459,8 +459,9 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def train(job_json: str) -> dict[str, Any]:
-    """Train on this process's shard; return the curve and timings (rank 0's; other ranks return
-    ``{}``). ``job_json``: a :class:`TrainJob` as JSON (plain values travel through torchrun)."""
+    """Train on this process's shard; return the curve and timings (rank 0's, which every rank
+    returns: TorchDistributor keeps whichever process's return value is written last).
+    ``job_json``: a :class:`TrainJob` as JSON (plain values travel through torchrun)."""
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
@@ -614,19 +615,27 @@ def train(job_json: str) -> dict[str, Any]:
                 hold(f"epoch-{epoch + 1}")  # test-only: see sparkvision.runtime.faults
             if distributed:
                 dist.barrier()  # no rank starts the next epoch before the checkpoint is written
-        if rank != 0:
-            return {}
-        from safetensors.torch import save_file
+        summary: dict[str, Any] | None = None
+        if rank == 0:
+            from safetensors.torch import save_file
 
-        weights = Path(job.weights_path)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(weights) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        return {"curve": curve, "read_seconds": round(read_s, 3), "train_seconds": round(train_s, 3),
-                "steps": step, "steps_per_epoch": steps_per_epoch, "epochs_run": epochs,
-                "resumed_after_epoch": first_epoch, "world_size": world, "threads": s.threads,
-                "weight_average": lookahead is not None,
-                "images_per_process": len(images)}
+            weights = Path(job.weights_path)
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(weights) as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+            summary = {"curve": curve, "read_seconds": round(read_s, 3), "train_seconds": round(train_s, 3),
+                       "steps": step, "steps_per_epoch": steps_per_epoch, "epochs_run": epochs,
+                       "resumed_after_epoch": first_epoch, "world_size": world, "threads": s.threads,
+                       "weight_average": lookahead is not None,
+                       "images_per_process": len(images)}
+        if distributed:
+            # Every torchrun process pickles what it returns into the same output file, and
+            # TorchDistributor reads whatever the last one to finish wrote: so every rank returns
+            # rank 0's summary, or a run whose rank 1 ends last loses its curve.
+            shared = [summary]
+            dist.broadcast_object_list(shared, src=0)
+            summary = shared[0]
+        return summary
     finally:
         if distributed:
             dist.destroy_process_group()
