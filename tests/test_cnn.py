@@ -439,3 +439,17 @@ def test_every_torchrun_process_returns_the_training_summary(tmp_path):
     assert first == second
     assert [p["epoch"] for p in first["curve"]] == [1, 2] and first["world_size"] == 2
     assert (tmp_path / "w.safetensors").is_file()
+
+
+@pytest.mark.parametrize("returned, said", [(None, "got NoneType"), ({}, "got dict without a curve"),
+                                            ({"curve": "lost"}, "got dict without a curve")])
+def test_a_missing_training_summary_is_said_not_passed_on_as_empty(capsys, returned, said):
+    """Should TorchDistributor hand back no summary again, the driver says so and records it, where it
+    once printed "? epochs, 0 images/s" and wrote metrics.json without the curve, unexplained."""
+    from sparkvision.models.cnn.stages import training_result
+
+    assert training_result(returned) == {"summary_missing": True}
+    err = capsys.readouterr().err
+    assert "warning: the training processes saved the weights but returned no training summary" in err and said in err
+    good = {"curve": [{"epoch": 1, "images_per_s": 10.0}], "epochs_run": 1}
+    assert training_result(good) is good and capsys.readouterr().err == ""

@@ -141,3 +141,20 @@ def test_spark_starts_when_its_archive_is_damaged(tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr
     assert "rows 3" in done.stdout
     assert not final.exists()
+
+
+def test_a_jvm_that_only_maps_creates_nothing_and_maps_what_is_there(cache):
+    """The Connect server maps the archive classic runs wrote; it never writes one, so where there is
+    none it starts without options and leaves no empty folder in the user's cache."""
+    java, line = java_binary(), java_version()[1]
+    assert jvm_cds.plan(java, line, SPARK, write=False).options == ""
+    assert not cache.exists()
+    cache.mkdir()
+    assert jvm_cds.plan(java, line, SPARK, write=False).options == "" and not list(cache.iterdir())
+    first = jvm_cds.plan(java, line, SPARK)  # a classic run's JVM writes one as it exits
+    proc = _java(first.options)
+    first.started(proc.pid)
+    assert proc.wait() == 0
+    mapped = jvm_cds.plan(java, line, SPARK, write=False)
+    final = jvm_cds.archive_path(java, line, SPARK)
+    assert mapped.mapping == final and mapped.options.startswith(f"-XX:SharedArchiveFile={final} ")

@@ -69,9 +69,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         last = cnn["curve"][-1] if cnn.get("curve") else {}
         resumed = f", resumed after epoch {cnn['resumed_after_epoch']}" if cnn.get("resumed_after_epoch") else ""
         preset = f" (preset {cnn['preset']})" if cnn.get("preset") else ""
+        trained = (f"{cnn.get('epochs_run', '?')} epochs, {last.get('images_per_s', 0):,.0f} images/s in the "
+                   f"last{resumed}; the curve is in metrics.json" if not cnn.get("summary_missing") else
+                   "no training curve came back (see the warning above)")
         print(f"cnn      {cnn['precision']} on {cnn['device']}{preset}, {cnn['processes']} process(es) × "
-              f"{cnn['threads_per_process']} thread(s), {cnn.get('epochs_run', '?')} epochs, "
-              f"{last.get('images_per_s', 0):,.0f} images/s in the last{resumed}; the curve is in metrics.json")
+              f"{cnn['threads_per_process']} thread(s), {trained}")
     if m["data"]["skipped_files"]:
         print(f"skipped  {m['data']['skipped_files']} unreadable file(s), listed in metrics.json; the first:")
         for item in m["data"]["skipped"][:5]:

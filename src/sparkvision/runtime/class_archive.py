@@ -157,11 +157,15 @@ class ArchivePlan:
                 pass
 
 
-def plan(java: str, java_line: str, spark_version: str) -> ArchivePlan:
-    """Options that map the archive if there is one, else write it as this JVM exits."""
+def plan(java: str, java_line: str, spark_version: str, write: bool = True) -> ArchivePlan:
+    """Options that map the archive if there is one, else write it as this JVM exits. With ``write``
+    false (a JVM that only maps one: the Connect server), no archive there means no options, and
+    nothing is created: not even the folder."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return ArchivePlan("")
     final = archive_path(java, java_line, spark_version)
+    if not write and not final.parent.is_dir():
+        return ArchivePlan("")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         promote_finished(java, final)
@@ -174,6 +178,8 @@ def plan(java: str, java_line: str, spark_version: str) -> ArchivePlan:
         except OSError:  # another user's archive in a shared cache: still mappable
             pass
         return ArchivePlan(f"-XX:SharedArchiveFile={final} {QUIET}", mapping=final)
+    if not write:
+        return ArchivePlan("")
     if len(list(final.parent.glob(f".{final.name}.tmp-*.jvm"))) >= MAX_WRITERS:
         return ArchivePlan("")  # enough JVMs will write one as they exit
     tmp = final.with_name(f".{final.name}.tmp-{socket.gethostname()}-{secrets.token_hex(4)}")

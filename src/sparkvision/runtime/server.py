@@ -200,8 +200,8 @@ def launch(port: int | None = None, *, memory: str | None = None, folder: Path |
         _, java_line = java_version()  # the same check as a classic run
         # The class archive classic runs made (runtime.class_archive) maps into this JVM too: the
         # same java and jars. The server only maps one; classic runs write it.
-        archive = class_archive.plan(java_binary() or "java", java_line, pyspark.__version__)
-        java_options = archive.options if archive.mapping is not None else ""
+        archive = class_archive.plan(java_binary() or "java", java_line, pyspark.__version__, write=False)
+        java_options = archive.options
         log = folder / "server.log"
         log_conf = Path(__file__).with_name("log4j2.properties")
         env = {k: v for k, v in os.environ.items()  # the server is a classic Spark driver, not a client

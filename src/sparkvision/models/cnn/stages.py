@@ -269,6 +269,7 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                                          package)
             distributor_s = time.perf_counter() - started
             weights = weights_path.read_bytes()
+            result = training_result(result)
         finally:
             if not given:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -280,10 +281,29 @@ class CNNClassifier(Estimator, _CNNParams, DefaultParamsReadable, MLWritable):
                    optimizer=values["optimizer"], learningRate=float(values["learningRate"]),
                    progressive=bool(values["progressive"]))
         model._weights = weights
-        model.trainingSummary = {**(result or {}), "precision": precision, "preset": preset, "device": settings.device,
+        model.trainingSummary = {**result, "precision": precision, "preset": preset, "device": settings.device,
                                  "processes": processes, "threads_per_process": threads,
                                  "shard_seconds": round(shard_s, 3), "distributor_seconds": round(distributor_s, 3)}
         return model
+
+
+def training_result(result: Any) -> dict[str, Any]:
+    """What the training processes returned (their curve and timings), checked on the driver. A
+    run whose weights were written but whose summary did not come back (TorchDistributor keeps one
+    process's return value) still gives its model; it is said on stderr, even in a quiet run, and
+    the summary records ``summary_missing``, so metrics.json shows the curve is absent, not empty.
+
+    >>> training_result({"curve": [{"epoch": 1}], "steps": 40})["steps"]
+    40
+    >>> training_result(None)
+    {'summary_missing': True}
+    """
+    if isinstance(result, dict) and isinstance(result.get("curve"), list):
+        return result
+    got = f"{type(result).__name__}{' without a curve' if isinstance(result, dict) else ''}"
+    print(f"  warning: the training processes saved the weights but returned no training summary (got {got}): "
+          "metrics.json will hold no training curve or timings for this fit.", file=sys.stderr, flush=True)
+    return {"summary_missing": True}
 
 
 def _check_batch_fits(shard_files: list[str], batch_size: int, processes: int) -> None:
