@@ -20,11 +20,23 @@ def _children_temporary_files(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def spark():
+    """The worker's session (one per pytest-xdist worker). Its JVM maps the class archive but never
+    writes one: it lives as long as the suite and would write it only as it exits, after pytest's
+    end, for a minute or more of CPU (in a fresh clone the tests' first child run writes it)."""
+    from sparkvision.runtime import class_archive
     from sparkvision.runtime.session import SparkSettings, build_session
 
-    session = build_session(SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4,
-                                          app_name="sparkvision-tests",
-                                          conf={"spark.ui.enabled": "false"}), show_progress=False)
+    before = os.environ.get(class_archive.ENV_SWITCH)
+    os.environ[class_archive.ENV_SWITCH] = "map"  # for this JVM only: children write as they would
+    try:
+        session = build_session(SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4,
+                                              app_name="sparkvision-tests",
+                                              conf={"spark.ui.enabled": "false"}), show_progress=False)
+    finally:
+        if before is None:
+            os.environ.pop(class_archive.ENV_SWITCH)
+        else:
+            os.environ[class_archive.ENV_SWITCH] = before
     yield session
     session.stop()
 

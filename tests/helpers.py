@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sparkvision.runtime.class_archive import ENV_SWITCH
 from sparkvision.runtime.faults import HOLD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +45,14 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 240) -> subproce
 def kill_when(argv: list[str], ready, hold_at: str, timeout: float = 240, sig: int = signal.SIGKILL) -> int:
     """Start ``sparkvision`` with ``argv``, send ``sig`` to its Python process (``kill -9 PID`` by
     default) as soon as ``ready(stderr lines so far)`` is true, check that its JVM and Python
-    workers go too, and return its exit status. The run holds at the point ``hold_at`` names
+    workers go too, and return its exit status. Its JVM maps the class archive but does not write
+    one: a writer dumps it as it exits, which on a slow host can outlast the minute given to the
+    JVM to go. The run holds at the point ``hold_at`` names
     (``sparkvision.runtime.faults.hold``), so the signal lands there however late the test reads
     the line: ``ready`` must become true by then."""
     proc = subprocess.Popen([sys.executable, "-m", "sparkvision", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
-                            env=child_env({HOLD_ENV: hold_at}))
+                            env=child_env({HOLD_ENV: hold_at, ENV_SWITCH: "map"}))
     lines: list[str] = []
 
     def read() -> None:  # the progress lines, as they come

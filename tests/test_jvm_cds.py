@@ -46,8 +46,11 @@ def test_first_jvm_writes_the_archive_and_the_next_maps_it(cache):
     final = jvm_cds.archive_path(java, line, SPARK)
     assert second.options.startswith(f"-XX:SharedArchiveFile={final} ") and second.mapping == final
     assert final.is_file()
-    # Left: the archive, and the sidecar of the writer still running (its archive, when it comes, is removed).
-    assert sorted(p.name for p in cache.iterdir()) == sorted([final.name, other.writing.name + ".jvm"])
+    # Left: the archive, its install's marker, and the sidecar of the writer still running (its
+    # archive, when it comes, is removed).
+    assert sorted(p.name for p in cache.iterdir()) == sorted([final.name, final.name + jvm_cds.HOME_SUFFIX,
+                                                              other.writing.name + ".jvm"])
+    assert (cache / (final.name + jvm_cds.HOME_SUFFIX)).read_text() == f"{socket.gethostname()}\n{jvm_cds.spark_home()}"
     assert _java(second.options).wait() == 0
     assert jvm_cds.archive_path(java, line, "another-spark") != final
     # Another install of the same Spark (another virtual environment) has other jars on its class path.
@@ -158,3 +161,67 @@ def test_a_jvm_that_only_maps_creates_nothing_and_maps_what_is_there(cache):
     mapped = jvm_cds.plan(java, line, SPARK, write=False)
     final = jvm_cds.archive_path(java, line, SPARK)
     assert mapped.mapping == final and mapped.options.startswith(f"-XX:SharedArchiveFile={final} ")
+
+
+def test_an_archive_whose_install_is_gone_is_removed_by_the_next_start(cache, tmp_path):
+    """Each virtual environment (each fresh clone's `make test`) writes its own ~190 MB archive; once
+    that environment is deleted nothing can map it, so the next start of any install removes it,
+    with its finished temporaries, rather than 30 days later. Another host's, or a live one's, stays."""
+    java, line = java_binary(), java_version()[1]
+    cache.mkdir()
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = done.stdout.strip()
+    alive_home = tmp_path / "venv-kept"
+    alive_home.mkdir()
+    host = socket.gethostname()
+    cases = {"gone": (host, tmp_path / "venv-deleted"), "kept": (host, alive_home),
+             "elsewhere": ("another-host", tmp_path / "venv-deleted")}
+    archives = {}
+    for i, (case, (where, home)) in enumerate(cases.items()):
+        archive = cache / f"spark-4.3.0-{i:016x}.jsa"
+        archive.write_bytes(b"archive")
+        archive.with_name(archive.name + jvm_cds.HOME_SUFFIX).write_text(f"{where}\n{home}")
+        archives[case] = archive
+    # the gone install's second writer, exited: its temporary goes with the archive
+    tmp = cache / f".{archives['gone'].name}.tmp-{host}-second"
+    tmp.write_bytes(b"partial")
+    tmp.with_name(tmp.name + ".jvm").write_text(dead)
+    plan = jvm_cds.plan(java, line, SPARK)
+    assert plan.writing is not None  # this install has no archive yet: it writes one
+    assert not archives["gone"].exists() and not tmp.exists()
+    assert not archives["gone"].with_name(archives["gone"].name + jvm_cds.HOME_SUFFIX).exists()
+    assert archives["kept"].exists() and archives["elsewhere"].exists()
+
+
+def test_map_only_by_the_environment(cache, monkeypatch):
+    """SPARKVISION_JVM_CDS=map: a long-lived JVM maps the archive that is there and never writes one."""
+    java, line = java_binary(), java_version()[1]
+    monkeypatch.setenv(jvm_cds.ENV_SWITCH, "map")
+    assert jvm_cds.plan(java, line, SPARK).options == "" and not list(cache.glob(".*"))
+    monkeypatch.delenv(jvm_cds.ENV_SWITCH)
+    first = jvm_cds.plan(java, line, SPARK)
+    proc = _java(first.options)
+    first.started(proc.pid)
+    assert proc.wait() == 0
+    monkeypatch.setenv(jvm_cds.ENV_SWITCH, "map")
+    assert jvm_cds.plan(java, line, SPARK).mapping == jvm_cds.archive_path(java, line, SPARK)
+
+
+def test_a_writer_that_exited_but_is_not_yet_reaped_counts_as_finished():
+    """A JVM whose Python has exited is an orphan: it writes the archive as it exits, then waits as a
+    zombie until init collects it, which some inits do seconds later. Meanwhile it has finished, so
+    the next start promotes its archive instead of becoming a second writer."""
+    import time
+
+    from sparkvision.runtime.fs import pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie once it exits
+    stat = f"/proc/{proc.pid}/stat"
+    deadline = time.time() + 30
+    while time.time() < deadline and not open(stat).read().rsplit(")", 1)[1].startswith(" Z"):
+        time.sleep(0.05)
+    try:
+        assert not pid_alive(proc.pid)
+    finally:
+        proc.wait()
+    assert pid_alive(os.getpid()) and not pid_alive(proc.pid)

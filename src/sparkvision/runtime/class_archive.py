@@ -9,13 +9,17 @@ JVM started with a given Java and Spark writes the archive as it exits
 The archive lives in the user's cache (``SPARKVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or
 ``~/.cache``, then ``sparkvision/jvm``), keyed by the Java and the Spark install it was made with
 (one no start has mapped for 30 days is removed, and so is another install's temporary once its
-writer has exited and its archive is in place). It is
+writer has exited and its archive is in place). Each archive has a marker naming its host and its
+Spark install (``<archive>.home``): an archive whose install on this host is gone (a deleted
+virtual environment, a removed clone) is removed by the next start, not 30 days later. It is
 written under a temporary name and renamed into place by a later run once the JVM that wrote
 it has exited, so a JVM never maps a half-written archive. An archive Java cannot use costs
 only the speed-up: Java then loads classes the ordinary way (``-Xshare:auto``, its default).
 An archive is checked once, in a throwaway ``java -version``, before it is renamed into place
 (a truncated archive would crash the JVM that maps it), and one that fails a JVM start later is
-removed and the start retried without it. ``SPARKVISION_JVM_CDS=0`` turns the archive off.
+removed and the start retried without it. ``SPARKVISION_JVM_CDS=0`` turns the archive off;
+``SPARKVISION_JVM_CDS=map`` maps one but never writes one, for a long-lived JVM (the tests' own
+sessions) whose archive would be written only as it exits, a minute or more of CPU then.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 
 from sparkvision.runtime.fs import cache_root, pid_alive
 
-ENV_SWITCH = "SPARKVISION_JVM_CDS"  # "0": no archive
+ENV_SWITCH = "SPARKVISION_JVM_CDS"  # "0": no archive; "map": map one, never write one
 ENV_CACHE = "SPARKVISION_CACHE_DIR"
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # an unusable archive is not worth a console warning
 # JVMs that may be writing an archive at once. More than one: a long-lived session (a notebook,
@@ -108,17 +112,58 @@ def promote_finished(java: str, final: Path) -> None:
                 sidecar.unlink(missing_ok=True)
 
 
+HOME_SUFFIX = ".home"  # beside an archive: "host\nSpark install folder"
+
+
+def record_install(final: Path, home: str) -> None:
+    """Write the marker naming this host and the Spark install ``home`` beside the archive ``final``
+    (once), so a start of another install can tell when this one is gone."""
+    marker = final.with_name(final.name + HOME_SUFFIX)
+    if not marker.exists():
+        try:
+            marker.write_text(f"{socket.gethostname()}\n{home}")
+        except OSError:  # a read-only cache: the 30-day rule still applies
+            pass
+
+
+def _installs_gone(folder: Path, final: Path) -> set[str]:
+    """Names of the archives in ``folder`` (not ``final``) whose marker names an install on this
+    host that no longer exists."""
+    gone = set()
+    for marker in folder.glob(f"spark-*.jsa{HOME_SUFFIX}"):
+        name = marker.name[:-len(HOME_SUFFIX)]
+        try:
+            host, home = marker.read_text().split("\n", 1)
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if name != final.name and host == socket.gethostname() and not os.path.isdir(home):
+            gone.add(name)
+    return gone
+
+
 def remove_unused(final: Path, now: float | None = None) -> list[Path]:
-    """Remove the cache's other archives that no start has mapped for :data:`UNUSED_S`, and other
+    """Remove the cache's other archives whose install on this host is gone (their marker names a
+    folder that no longer exists) or that no start has mapped for :data:`UNUSED_S`, and other
     installs' temporaries whose writer has exited where their archive is in place already (only that
-    install's next start would remove them, and a deleted virtual environment has none) or that are
-    as old; return what was removed."""
+    install's next start would remove them, and a deleted virtual environment has none), is gone
+    with its install, or that are as old; return what was removed."""
     now = time.time() if now is None else now
     removed = []
+    gone = _installs_gone(final.parent, final)
+    for name in gone:
+        archive = final.parent / name
+        try:
+            if archive.exists():
+                archive.unlink()
+                removed.append(archive)
+            archive.with_name(name + HOME_SUFFIX).unlink(missing_ok=True)
+        except OSError:  # gone meanwhile, or another user's
+            pass
     for other in final.parent.glob("spark-*.jsa"):
         try:
             if other != final and now - other.stat().st_mtime > UNUSED_S:
                 other.unlink()
+                other.with_name(other.name + HOME_SUFFIX).unlink(missing_ok=True)
                 removed.append(other)
         except OSError:  # gone meanwhile, or another user's
             pass
@@ -131,7 +176,8 @@ def remove_unused(final: Path, now: float | None = None) -> list[Path]:
             pid = int(sidecar.read_text()) if sidecar.exists() else None
             if (pid is None and age <= ABANDONED_S) or (pid is not None and pid_alive(pid)):
                 continue  # its JVM may still be starting, or is writing it
-            if (tmp.parent / tmp.name[1:].split(".tmp-")[0]).exists() or age > UNUSED_S:
+            archive = tmp.name[1:].split(".tmp-")[0]
+            if (tmp.parent / archive).exists() or archive in gone or age > UNUSED_S:
                 tmp.unlink()
                 sidecar.unlink(missing_ok=True)
                 removed.append(tmp)
@@ -161,15 +207,20 @@ def plan(java: str, java_line: str, spark_version: str, write: bool = True) -> A
     """Options that map the archive if there is one, else write it as this JVM exits. With ``write``
     false (a JVM that only maps one: the Connect server), no archive there means no options, and
     nothing is created: not even the folder."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
+    switch = os.environ.get(ENV_SWITCH, "1")
+    if switch == "0":
         return ArchivePlan("")
-    final = archive_path(java, java_line, spark_version)
+    write = write and switch != "map"
+    home = spark_home()
+    final = archive_path(java, java_line, spark_version, home)
     if not write and not final.parent.is_dir():
         return ArchivePlan("")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         promote_finished(java, final)
         remove_unused(final)
+        if write:
+            record_install(final, home)
     except OSError:  # a read-only or odd cache folder: start without the archive
         return ArchivePlan("")
     if final.is_file():

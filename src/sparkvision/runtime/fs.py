@@ -35,14 +35,20 @@ def default_work_dir() -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (another user's counts as running)."""
+    """Whether a process with this id runs on this host (another user's counts as running). A
+    zombie does not: it has exited, and only waits for its parent (or init, for an orphan such as
+    a JVM whose Python is gone) to collect its status, which some inits do only seconds later."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS), or gone meanwhile: the signal said it exists
+        return True
+    return stat[stat.rfind(")") + 2:][:1] != "Z"  # the state follows the command name "(...)"
 
 
 def temp_path(final: str | os.PathLike) -> Path:
