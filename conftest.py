@@ -26,17 +26,11 @@ def spark():
     from sparkvision.runtime import class_archive
     from sparkvision.runtime.session import SparkSettings, build_session
 
-    before = os.environ.get(class_archive.ENV_SWITCH)
-    os.environ[class_archive.ENV_SWITCH] = "map"  # for this JVM only: children write as they would
-    try:
+    with pytest.MonkeyPatch.context() as env:  # for this JVM only: children write as they would
+        env.setenv(class_archive.ENV_SWITCH, "map")
         session = build_session(SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4,
                                               app_name="sparkvision-tests",
                                               conf={"spark.ui.enabled": "false"}), show_progress=False)
-    finally:
-        if before is None:
-            os.environ.pop(class_archive.ENV_SWITCH)
-        else:
-            os.environ[class_archive.ENV_SWITCH] = before
     yield session
     session.stop()
 
