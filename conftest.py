@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+FIRST_TIER = "-XX:TieredStopAtLevel=1"  # the JIT's first tier (C1) only: see the spark fixture
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _children_temporary_files(tmp_path_factory):
@@ -22,7 +24,14 @@ def _children_temporary_files(tmp_path_factory):
 def spark():
     """The worker's session (one per pytest-xdist worker). Its JVM maps the class archive but never
     writes one: it lives as long as the suite and would write it only as it exits, after pytest's
-    end, for a minute or more of CPU (in a fresh clone the tests' first child run writes it)."""
+    end, for a minute or more of CPU (in a fresh clone the tests' first child run writes it).
+
+    Like the children's JVMs (``tests/helpers.child_env``) it runs on the JIT's first tier only:
+    its jobs are small and many, and the second tier's compiler threads took 35 % of its CPU.
+    Measured side by side (BENCHMARKS.md § 4), the first tier alone cut the CPU of
+    test_experiment.py and test_contract.py by 13 % and of test_real_data.py (the 50,000 real
+    images) and test_cnn.py by 11 %, and of the whole suite under ``make test``'s two workers
+    (where the cores are the bottleneck) by 3-8 %."""
     from sparkvision.runtime import class_archive
     from sparkvision.runtime.session import SparkSettings, build_session
 
@@ -30,7 +39,9 @@ def spark():
         env.setenv(class_archive.ENV_SWITCH, "map")
         session = build_session(SparkSettings(master="local[2]", driver_memory="2g", shuffle_partitions=4,
                                               app_name="sparkvision-tests",
-                                              conf={"spark.ui.enabled": "false"}), show_progress=False)
+                                              conf={"spark.ui.enabled": "false",
+                                                    "spark.driver.extraJavaOptions": FIRST_TIER}),
+                              show_progress=False)
     yield session
     session.stop()
 

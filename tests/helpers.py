@@ -26,8 +26,7 @@ def child_env(extra: dict | None = None) -> dict:
     code saves: measured here, a 400-image ``sparkvision run`` took 17-18 s and 30-32 CPU-s with
     both tiers, 12-13 s and 17-18 CPU-s with the first tier only. So the tests' child JVMs run on
     the first tier (``JDK_JAVA_OPTIONS``, read by every ``java`` launch). Java's results do not
-    depend on the tier. The tests' own session, which also runs the 50,000 real images, keeps
-    Spark's default.
+    depend on the tier. The tests' own sessions (conftest's ``spark``) run on the first tier too.
     """
     options = f"{os.environ.get('JDK_JAVA_OPTIONS', '')} -XX:TieredStopAtLevel=1".strip()
     if os.environ.get("TMPDIR"):  # conftest's folder for children's temporary files (Java ignores TMPDIR)
